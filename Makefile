@@ -1,0 +1,41 @@
+# Every target creates the virtual environment on first use; nothing is downloaded at run time.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint stylize bench-adain bench-gatys train clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet -e '.[dev]' $(TORCH_PINS)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check nst_core bot tests benchmarks
+	$(BIN)/ruff format --check nst_core bot tests benchmarks
+
+# A sample stylization from the scikit-image sample pictures, written to out/.
+stylize: $(STAMP)
+	$(BIN)/python -m benchmarks.sample_images out/samples
+	$(BIN)/nst stylize out/samples/astronaut.png out/samples/coffee.png -o out/astronaut_coffee.jpg
+
+train: $(STAMP)
+	$(BIN)/nst train --out runs/decoder --export runs/decoder/decoder.safetensors --resume
+
+bench-adain: $(STAMP)
+	$(BIN)/python benchmarks/adain_speed.py
+
+bench-gatys: $(STAMP)
+	$(BIN)/python benchmarks/gatys_vs_pastiche.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache out

@@ -1,0 +1,3 @@
+from nst_core.cli import main
+
+raise SystemExit(main())

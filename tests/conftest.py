@@ -1,0 +1,58 @@
+"""Shared fixtures: the real VGG encoder (loaded once), a seeded random decoder, tiny sample images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks.sample_images import sample_image
+from nst_core.adain import Stylizer
+from nst_core.decoder import Decoder
+from nst_core.images import to_tensor
+from nst_core.vgg import get_encoder
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    return get_encoder()
+
+
+@pytest.fixture(scope="session")
+def stylizer(encoder):
+    """A Stylizer with a random (seeded) decoder: the tests check mechanics, not beauty."""
+    torch.manual_seed(0)
+    return Stylizer(encoder, Decoder(), torch.device("cpu"), decoder_trained=False)
+
+
+def small(name: str, side: int) -> Image.Image:
+    image = sample_image(name)
+    image.thumbnail((side, side))
+    return image
+
+
+@pytest.fixture(scope="session")
+def content_image() -> Image.Image:
+    return small("astronaut", 64)
+
+
+@pytest.fixture(scope="session")
+def style_image() -> Image.Image:
+    return small("coffee", 72)
+
+
+@pytest.fixture(scope="session")
+def content(content_image) -> torch.Tensor:
+    return to_tensor(content_image)
+
+
+@pytest.fixture(scope="session")
+def style(style_image) -> torch.Tensor:
+    return to_tensor(style_image)
+
+
+@pytest.fixture(scope="session")
+def style2() -> torch.Tensor:
+    return to_tensor(small("chelsea", 56))

@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from nst_core.adain import adain, feature_stats, normalize_weights
+from nst_core.color import rgb_to_ycbcr
+
+
+def test_adain_gives_content_the_style_statistics():
+    torch.manual_seed(0)
+    content = torch.randn(1, 8, 10, 12) * 3 + 1
+    style = torch.randn(1, 8, 7, 9) * 5 - 2
+    out = adain(content, feature_stats(style))
+    torch.testing.assert_close(feature_stats(out).mean, feature_stats(style).mean, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(feature_stats(out).std, feature_stats(style).std, atol=1e-3, rtol=1e-3)
+
+
+def test_alpha_zero_returns_content_features(stylizer, content, style):
+    features = stylizer.encode(content)
+    torch.testing.assert_close(stylizer.target_features(features, [style], alpha=0.0), features)
+
+
+def test_alpha_interpolates_linearly(stylizer, content, style):
+    features = stylizer.encode(content)
+    full = stylizer.target_features(features, [style], alpha=1.0)
+    half = stylizer.target_features(features, [style], alpha=0.5)
+    torch.testing.assert_close(half, 0.5 * full + 0.5 * features, rtol=1e-4, atol=1e-3)
+
+
+def test_weights_one_zero_equal_single_style(stylizer, content, style, style2):
+    single = stylizer.stylize(content, [style])
+    mixed = stylizer.stylize(content, [style, style2], weights=[1.0, 0.0])
+    torch.testing.assert_close(mixed, single)
+
+
+def test_mix_is_weighted_sum_of_adain_targets(stylizer, content, style, style2):
+    features = stylizer.encode(content)
+    a = stylizer.target_features(features, [style])
+    b = stylizer.target_features(features, [style2])
+    mixed = stylizer.target_features(features, [style, style2], weights=[3.0, 1.0])  # normalized to .75/.25
+    torch.testing.assert_close(mixed, 0.75 * a + 0.25 * b, rtol=1e-4, atol=1e-2)
+
+
+def test_output_keeps_content_size_with_mixed_size_styles(stylizer, style, style2):
+    odd_content = torch.rand(1, 3, 45, 61)  # not a multiple of 8
+    out = stylizer.stylize(odd_content, [style, style2], weights=[0.5, 0.5])
+    assert out.shape == odd_content.shape
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_cached_and_uncached_stylization_identical(stylizer, content, style):
+    stylizer._cache.clear()
+    misses = stylizer.cache_misses
+    first = stylizer.stylize(content, [style], alpha=0.8)
+    hits = stylizer.cache_hits
+    second = stylizer.stylize(content, [style], alpha=0.8)
+    assert stylizer.cache_misses == misses + 1
+    assert stylizer.cache_hits == hits + 1
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def chroma(image):
+    return rgb_to_ycbcr(image)[:, 1:]
+
+
+def test_preserve_color_luminance_keeps_content_chroma(stylizer, content, style):
+    out = stylizer.stylize(content, [style], preserve_color="luminance")
+    # clipping to [0, 1] can move chroma at saturated pixels; elsewhere it is the content's
+    difference = (chroma(out) - chroma(content)).abs()
+    assert difference.median() < 0.01
+    plain = stylizer.stylize(content, [style])
+    assert (chroma(plain) - chroma(content)).abs().median() > difference.median()
+
+
+def test_preserve_color_histogram_moves_colours_towards_content(stylizer, content, style):
+    plain = stylizer.stylize(content, [style])
+    kept = stylizer.stylize(content, [style], preserve_color="histogram")
+    target = chroma(content).mean(dim=(2, 3))
+    assert (chroma(kept).mean(dim=(2, 3)) - target).abs().sum() < (chroma(plain).mean(dim=(2, 3)) - target).abs().sum()
+
+
+def test_histogram_matching_matches_mean_and_covariance():
+    from nst_core.color import match_color_statistics
+
+    torch.manual_seed(1)  # mid-range images, so clamping to [0, 1] does not bend the statistics
+    mixing = torch.tensor([[0.08, 0.02, 0.0], [0.01, 0.05, 0.03], [0.0, -0.02, 0.06]])
+    style = (0.5 + torch.einsum("ij,bjhw->bihw", mixing, torch.randn(1, 3, 40, 40))).clamp(0, 1)
+    content = (torch.tensor([0.3, 0.5, 0.6]).view(1, 3, 1, 1) + 0.05 * torch.randn(1, 3, 40, 40)).clamp(0, 1)
+    matched = match_color_statistics(style, content)
+    flat_m, flat_c = matched.reshape(3, -1), content.reshape(3, -1)
+    torch.testing.assert_close(flat_m.mean(1), flat_c.mean(1), atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.cov(flat_m), torch.cov(flat_c), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [([1.0], "2 style images"), ([-1.0, 2.0], "non-negative"), ([0.0, 0.0], "positive"), ([float("nan"), 1], "non")],
+)
+def test_bad_weights_are_rejected(weights, message):
+    with pytest.raises(ValueError, match=message):
+        normalize_weights(weights, 2)
+
+
+def test_bad_alpha_and_method_are_rejected(stylizer, content, style):
+    with pytest.raises(ValueError, match="alpha"):
+        stylizer.stylize(content, [style], alpha=1.5)
+    with pytest.raises(ValueError, match="preserve_color"):
+        stylizer.stylize(content, [style], preserve_color="sepia")
+    with pytest.raises(ValueError, match="at least one style"):
+        stylizer.stylize(content, [])
