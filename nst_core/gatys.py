@@ -28,14 +28,15 @@ STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "re
 class GatysConfig:
     """Knobs of the optimization. ``steps`` counts loss evaluations over all levels."""
 
-    steps: int = 300
+    steps: int = 600
     content_weight: float = 1.0
-    style_weight: float = 1e-3
+    style_weight: float = 6e-3
     tv_weight: float = 0.0
-    scales: tuple[float, ...] = (0.5, 1.0)
+    scales: tuple[float, ...] = (0.25, 0.5, 1.0)
     history_size: int = 50
     time_budget_s: float | None = None
     preview_every: int = 0  # 0: no previews
+    bf16: bool = False  # VGG in bfloat16 autocast (1.5x faster on CPUs with AVX-512 BF16); losses stay fp32
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,9 @@ class GatysOptimizer:
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
 
     def _features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.encoder(image.contiguous(memory_format=self.memory_format), layers)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+            features = self.encoder(image.contiguous(memory_format=self.memory_format), layers)
+        return {name: value.float() for name, value in features.items()}
 
     @torch.no_grad()
     def targets(self, content: torch.Tensor, styles: Sequence[torch.Tensor], weights: Sequence[float]) -> Targets:

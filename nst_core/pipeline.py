@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -16,7 +15,7 @@ from PIL import Image
 from nst_core.adain import PRESERVE_COLOR_CHOICES, Stylizer, normalize_weights
 from nst_core.color import color_inputs, color_output, luminance_as_rgb
 from nst_core.gatys import CancelToken, GatysConfig, GatysOptimizer, ProgressCallback
-from nst_core.images import ImageLimits, fit_max_side, load_image, to_pil, to_tensor
+from nst_core.images import fit_max_side, to_pil, to_tensor
 
 HQ_INIT_CHOICES = ("auto", "adain", "content")
 
@@ -44,15 +43,6 @@ class RenderOptions:
         if self.max_side < 16:
             raise ValueError("output size must be at least 16 pixels")
         return replace(self, weights=normalize_weights(self.weights, style_count))
-
-
-@dataclass(frozen=True)
-class StyleRequest:
-    """A render described by file paths (the CLI's view)."""
-
-    content: str | Path
-    styles: Sequence[str | Path]
-    options: RenderOptions = RenderOptions()
 
 
 class Engine:
@@ -103,13 +93,3 @@ class Engine:
         optimizer = GatysOptimizer(self.stylizer.encoder, config)
         result = optimizer.run(network_content, network_styles, options.weights, init, progress, cancel)
         return color_output(result.image, content, options.preserve_color)
-
-    def render_files(
-        self,
-        request: StyleRequest,
-        limits: ImageLimits = ImageLimits(),
-        progress: ProgressCallback | None = None,
-    ) -> Image.Image:
-        content = load_image(request.content, limits)
-        styles = [load_image(path, limits) for path in request.styles]
-        return self.render(content, styles, request.options, progress)

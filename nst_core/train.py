@@ -99,6 +99,22 @@ def endless(loader: DataLoader):
 
 
 # ----------------------------------------------------------------------------- loss
+def content_loss(output_relu4_1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_c: relu4_1 of the output against the AdaIN target, both on the normalised scale."""
+    scale = LAYER_SCALE["relu4_1"]
+    return F.mse_loss(output_relu4_1 / scale, target / scale)
+
+
+def style_loss(output_features: dict[str, torch.Tensor], style_features: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L_s: channel means and stds of output and style at relu1_1…relu4_1, each layer normalised."""
+    total = torch.zeros((), device=output_features[STYLE_LAYERS[0]].device)
+    for layer in STYLE_LAYERS:
+        out_stats = feature_stats(output_features[layer] / LAYER_SCALE[layer])
+        sty_stats = feature_stats(style_features[layer] / LAYER_SCALE[layer])
+        total = total + F.mse_loss(out_stats.mean, sty_stats.mean) + F.mse_loss(out_stats.std, sty_stats.std)
+    return total
+
+
 def compute_losses(encoder, decoder, content, style, pretrain: bool) -> dict[str, torch.Tensor]:
     """Content and style losses of one batch; in pretraining the target is the content itself."""
     with torch.no_grad():
@@ -107,18 +123,12 @@ def compute_losses(encoder, decoder, content, style, pretrain: bool) -> dict[str
         target = content_features if pretrain else adain(content_features, feature_stats(style_features["relu4_1"]))
     output = decoder(target)
     output_features = encoder(output, STYLE_LAYERS)
-    scale4 = LAYER_SCALE["relu4_1"]
-    losses = {"content": F.mse_loss(output_features["relu4_1"] / scale4, target / scale4)}
+    losses = {"content": content_loss(output_features["relu4_1"], target)}
     if pretrain:
         losses["pixel"] = F.mse_loss(output, content)
         losses["style"] = torch.zeros(())
-        return losses
-    style_loss = torch.zeros((), device=content.device)
-    for layer in STYLE_LAYERS:
-        out_stats = feature_stats(output_features[layer] / LAYER_SCALE[layer])
-        sty_stats = feature_stats(style_features[layer] / LAYER_SCALE[layer])
-        style_loss = style_loss + F.mse_loss(out_stats.mean, sty_stats.mean) + F.mse_loss(out_stats.std, sty_stats.std)
-    losses["style"] = style_loss
+    else:
+        losses["style"] = style_loss(output_features, style_features)
     return losses
 
 
@@ -206,6 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--val-size", type=int, default=8)
+    p.add_argument("--val-crop", type=int, default=192)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
@@ -243,8 +254,11 @@ def train(args: argparse.Namespace) -> int:
                           persistent_workers=args.workers > 0, drop_last=True)
 
     contents, styles = endless(loader(args.content_dir)), endless(loader(args.style_dir))
-    val_content = center_crops(list_images(args.content_dir, True)[: args.val_size], 192).to(device)
-    val_style = center_crops(list_images(args.style_dir, True)[: args.val_size], 192).to(device)
+    def validation_batch(folder: Path) -> torch.Tensor:
+        files = list_images(folder, validation=True) or list_images(folder, validation=False)  # tiny folders
+        return center_crops(files[: args.val_size], args.val_crop).to(device)
+
+    val_content, val_style = validation_batch(args.content_dir), validation_batch(args.style_dir)
 
     stop = {"flag": False}
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,77 @@
+"""All bot configuration, from the environment and ``.env`` (see ``.env.example``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IdList = Annotated[list[int], NoDecode]
+
+
+class Settings(BaseSettings):
+    """One place for every knob. Secrets are ``SecretStr`` so they never print in logs or reprs."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr = Field(description="from @BotFather")
+    bot_api_url: str = "https://api.telegram.org/bot"
+    bot_file_url: str = "https://api.telegram.org/file/bot"
+
+    # Webhook mode is used when WEBHOOK_URL is set; long polling otherwise.
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    webhook_secret: SecretStr | None = None
+
+    # Inference pool
+    device: str = "auto"
+    workers_per_device: int = Field(1, ge=1, le=8)
+    queue_limit: int = Field(20, ge=1)
+    fast_timeout_s: float = Field(120.0, gt=0)
+    hq_time_budget_s: float = Field(300.0, gt=0)
+    hq_steps: int = Field(300, ge=1)
+    shutdown_grace_s: float = Field(20.0, ge=0)
+    engine_factory: str = "bot.worker:load_engine"
+    decoder_path: Path | None = None
+    vgg_path: Path | None = None
+
+    # Images
+    max_download_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    output_max_side: int = Field(1024, ge=64, le=4096)
+    hq_max_side: int = Field(512, ge=64, le=2048)
+    max_mix_styles: int = Field(4, ge=2, le=10)
+
+    # State and access
+    data_dir: Path = Path("data")
+    allowed_user_ids: IdList = []
+    admin_ids: IdList = []
+    flood_messages: int = Field(20, ge=1, description="messages a user may send per flood_window_s")
+    flood_window_s: float = 10.0
+    progress_edit_interval_s: float = Field(3.0, ge=0.0)
+    log_level: str = "INFO"
+
+    @field_validator("allowed_user_ids", "admin_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        return value
+
+    @property
+    def persistence_path(self) -> Path:
+        return self.data_dir / "conversations.pickle"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def pending_jobs_path(self) -> Path:
+        return self.data_dir / "pending_jobs.pickle"
+
+    def is_allowed(self, user_id: int) -> bool:
+        return not self.allowed_user_ids or user_id in self.allowed_user_ids or user_id in self.admin_ids

@@ -1,0 +1,64 @@
+"""Inline keyboards. Callback data is ``"<verb>:<argument>"``, dispatched in ``bot.handlers``."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton as Button
+from telegram import InlineKeyboardMarkup as Markup
+
+from bot.state import UserSettings
+from bot.texts import format_alpha
+
+ALPHA_CHOICES = (0.25, 0.5, 0.75, 1.0)
+SIZE_CHOICES = (512, 768, 1024)
+
+
+def result_keyboard(alpha: float, preserve_color: str, hq: bool) -> Markup:
+    colour = "🎨 Style colours" if preserve_color != "none" else "📷 Keep my colours"
+    rows = [
+        [Button("➖ Less style", callback_data="re:less"), Button("➕ More style", callback_data="re:more")],
+        [Button(colour, callback_data="re:color")],
+        [Button("📎 Full-size file", callback_data="re:file")],
+    ]
+    if not hq:
+        rows[1].append(Button("✨ HQ", callback_data="re:hq"))
+    return Markup(rows)
+
+
+def alpha_keyboard(current: float) -> Markup:
+    return Markup([[
+        Button(("• " if abs(a - current) < 1e-6 else "") + format_alpha(a), callback_data=f"alpha:{a}")
+        for a in ALPHA_CHOICES
+    ]])  # fmt: skip
+
+
+def rerender_keyboard() -> Markup:
+    return Markup([[Button("🔁 Repaint my last picture", callback_data="alpha:rerender")]])
+
+
+def mix_keyboard() -> Markup:
+    return Markup([[Button("⚖️ Equal weights", callback_data="mix:equal")]])
+
+
+def cancel_hq_keyboard() -> Markup:
+    return Markup([[
+        Button("⏹ Stop, send what you have", callback_data="cancel:keep"),
+        Button("🗑 Stop, discard", callback_data="cancel:drop"),
+    ]])  # fmt: skip
+
+
+def retry_keyboard() -> Markup:
+    return Markup([[Button("🔁 Try again", callback_data="retry:")]])
+
+
+def settings_keyboard(settings: UserSettings) -> Markup:
+    def mark(selected: bool, label: str) -> str:
+        return f"• {label}" if selected else label
+
+    return Markup([
+        [Button(mark(abs(a - settings.alpha) < 1e-6, f"α {format_alpha(a)}"), callback_data=f"set:alpha:{a}")
+         for a in ALPHA_CHOICES],
+        [Button(mark(settings.preserve_color == m, label), callback_data=f"set:color:{m}")
+         for m, label in (("none", "Style colours"), ("luminance", "Keep colours"), ("histogram", "Match colours"))],
+        [Button(mark(settings.max_side == s, f"{s}px"), callback_data=f"set:size:{s}") for s in SIZE_CHOICES],
+        [Button(("✅ " if settings.hq_next else "") + "HQ for next picture", callback_data="set:hq:toggle")],
+    ])  # fmt: skip

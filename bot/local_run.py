@@ -1,0 +1,64 @@
+"""Run the real Application in a background thread (its own event loop) against any Bot API URL.
+
+Used by ``make demo``, the end-to-end tests and the load scenario: it performs the same start and
+stop sequence as ``run_polling`` (initialize, post_init, polling, start / stop, post_stop,
+shutdown) without taking over the main thread or its signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+
+from telegram.ext import Application
+
+from bot.app import build_application
+from bot.config import Settings
+
+
+class LocalBot:
+    def __init__(self, settings: Settings, backend=None) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.application: Application | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="local-bot")
+
+    def _call(self, coroutine, timeout: float = 300.0):
+        future: Future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(timeout)
+
+    def start(self) -> LocalBot:
+        self._thread.start()
+        self._call(self._start())
+        return self
+
+    async def _start(self) -> None:
+        self.application = build_application(self.settings, self.backend)
+        app = self.application
+        await app.initialize()
+        if app.post_init:
+            await app.post_init(app)
+        await app.updater.start_polling(poll_interval=0.0, timeout=1, drop_pending_updates=False)
+        await app.start()
+
+    def stop(self) -> None:
+        if self.application is not None:
+            self._call(self._stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _stop(self) -> None:
+        app = self.application
+        if app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        if app.post_stop:
+            await app.post_stop(app)
+        await app.shutdown()
+
+    def run(self, coroutine, timeout: float = 60.0):
+        """Run a coroutine on the bot's loop (e.g. to inspect the backend) and return its result."""
+        return self._call(coroutine, timeout)

@@ -1,0 +1,98 @@
+"""``nst eval``: stylize every content × style pair, save a grid, report the training losses.
+
+    nst eval --content-dir DIR --style-dir DIR -o grid.png [--size 256] [--limit 6]
+    nst eval --split val -o grid.png     # the held-out 3% of the training folders
+
+Rows are contents, columns are styles; the first row and column show the inputs. Printed numbers
+are the training objective's content loss L_c and style loss L_s (see ``nst_core.train``),
+averaged over all pairs, for alpha = 1 and alpha = 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps
+
+from nst_core.adain import ENCODER_LAYER, Stylizer
+from nst_core.images import fit_max_side, load_image, to_pil, to_tensor
+from nst_core.train import IMAGE_SUFFIXES, REPO, STYLE_LAYERS, content_loss, list_images, style_loss
+
+ALPHAS = (1.0, 0.5)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    content_loss: dict[float, float]  # alpha -> mean L_c
+    style_loss: dict[float, float]  # alpha -> mean L_s
+    pairs: int
+
+
+def images_in(folder: Path, split: str | None, limit: int) -> list[Path]:
+    if split is not None:
+        return list_images(folder, validation=split == "val")[:limit]
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+
+
+def evaluate(stylizer: Stylizer, contents: list[Path], styles: list[Path], size: int, grid_path: Path) -> EvalResult:
+    """Score every pair and write the grid (cells ``size``×``size``)."""
+    if not contents or not styles:
+        raise ValueError("need at least one content image and one style image")
+    cell = (size, size)
+    grid = Image.new("RGB", (size * (len(styles) + 1), size * (len(contents) + 1)), "white")
+    style_images = [fit_max_side(load_image(p), size) for p in styles]
+    for col, style in enumerate(style_images, start=1):
+        grid.paste(ImageOps.fit(style, cell), (col * size, 0))
+    sums = {alpha: [0.0, 0.0] for alpha in ALPHAS}
+    for row, content_path in enumerate(contents, start=1):
+        content_image = fit_max_side(load_image(content_path), size)
+        grid.paste(ImageOps.fit(content_image, cell), (0, row * size))
+        content = to_tensor(content_image)
+        with torch.inference_mode():
+            content_features = stylizer.encode(content)
+        for col, style_image in enumerate(style_images, start=1):
+            style = to_tensor(style_image)
+            with torch.inference_mode():
+                style_features = stylizer.encoder(style, STYLE_LAYERS)
+            for alpha in ALPHAS:
+                output = stylizer.stylize(content, [style], alpha=alpha)
+                target = stylizer.target_features(content_features, [style], alpha=alpha)
+                with torch.inference_mode():
+                    output_features = stylizer.encoder(output, STYLE_LAYERS)
+                    sums[alpha][0] += float(content_loss(output_features[ENCODER_LAYER], target))
+                    sums[alpha][1] += float(style_loss(output_features, style_features))
+                if alpha == 1.0:
+                    grid.paste(ImageOps.fit(to_pil(output), cell), (col * size, row * size))
+    grid_path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(grid_path)
+    pairs = len(contents) * len(styles)
+    return EvalResult({a: v[0] / pairs for a, v in sums.items()}, {a: v[1] / pairs for a, v in sums.items()}, pairs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    data = REPO.parent / "shared" / "datasets"
+    parser = argparse.ArgumentParser(prog="nst eval", description=__doc__.splitlines()[0])
+    parser.add_argument("--content-dir", type=Path, default=data / "content")
+    parser.add_argument("--style-dir", type=Path, default=data / "style")
+    parser.add_argument("--split", choices=("val", "train"), default=None, help="use the training split's files")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="grid PNG")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--limit", type=int, default=6, help="at most this many images per folder")
+    parser.add_argument("--decoder", default=None)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    for folder in (args.content_dir, args.style_dir):
+        if not folder.is_dir():
+            print(f"error: folder not found: {folder}")
+            return 2
+    stylizer = Stylizer.load(device=args.device, decoder_path=args.decoder)
+    contents = images_in(args.content_dir, args.split, args.limit)
+    styles = images_in(args.style_dir, args.split, args.limit)
+    result = evaluate(stylizer, contents, styles, args.size, args.output)
+    print(f"{result.pairs} pairs, grid written to {args.output}")
+    for alpha in ALPHAS:
+        print(f"alpha={alpha}: content loss {result.content_loss[alpha]:.4f}, style loss {result.style_loss[alpha]:.4f}")
+    return 0

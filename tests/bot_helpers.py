@@ -1,0 +1,45 @@
+"""Shared pieces of the bot tests: settings pointed at the emulator, and small pictures as bytes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from bot.config import Settings
+from bot.emulator import BotAPIEmulator
+
+
+def bot_settings(emulator: BotAPIEmulator, data_dir, **overrides) -> Settings:
+    values = {
+        "bot_token": emulator.token,
+        "bot_api_url": emulator.base_url,
+        "bot_file_url": emulator.base_file_url,
+        "data_dir": data_dir,
+        "engine_factory": "tests.stubs:load_stub_engine",
+        "progress_edit_interval_s": 0.0,
+        "fast_timeout_s": 6.0,
+        "hq_time_budget_s": 30.0,
+        "shutdown_grace_s": 0.5,
+        "flood_messages": 1000,
+    } | overrides
+    return Settings(_env_file=None, **values)
+
+
+def picture(width: int = 160, height: int = 120, seed: int = 0, corner: tuple[int, int, int] | None = None,
+            fmt: str = "PNG") -> bytes:
+    """A smooth random picture; ``corner`` paints the top-left pixel (the stub engine's fault trigger)."""
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8))
+    image = small.resize((width, height), Image.Resampling.BICUBIC)
+    if corner is not None:
+        image.putpixel((0, 0), corner)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size

@@ -1,0 +1,48 @@
+"""A fast stand-in for the engine, for bot tests and the load scenario: no torch, predictable.
+
+Magic style colours inject faults inside the worker process: pure red crashes it, pure green
+makes it hang. HQ jobs take ``HQ_STEPS`` short steps, reporting progress and honouring cancel.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from PIL import Image, ImageOps
+
+from nst_core.images import fit_max_side
+
+CRASH_COLOUR = (255, 0, 0)
+HANG_COLOUR = (0, 255, 0)
+HQ_STEPS = 30
+HQ_STEP_S = 0.1
+
+
+class _Progress:
+    def __init__(self, step: int, total: int) -> None:
+        self.step, self.total, self.loss, self.fraction, self.preview = step, total, 0.0, step / total, None
+
+
+class StubEngine:
+    def render(self, content: Image.Image, styles, options, progress=None, cancel=None) -> Image.Image:
+        for style in styles:
+            corner = style.getpixel((0, 0))
+            if corner == CRASH_COLOUR:
+                os._exit(3)
+            if corner == HANG_COLOUR:
+                time.sleep(3600)
+        max_side = options.max_side
+        result = fit_max_side(content, max_side)
+        if options.hq:
+            for step in range(1, HQ_STEPS + 1):
+                if cancel is not None and cancel.cancelled:
+                    break
+                time.sleep(HQ_STEP_S)
+                if progress is not None:
+                    progress(_Progress(step, HQ_STEPS))
+        return ImageOps.posterize(result, 3) if options.alpha > 0 else result
+
+
+def load_stub_engine(device: str, decoder_path: str | None, vgg_path: str | None) -> StubEngine:
+    return StubEngine()

@@ -1,0 +1,81 @@
+import time
+
+import pytest
+import torch
+
+from nst_core.gatys import CancelToken, GatysConfig, GatysOptimizer, gram_matrix, style_layer_loss
+
+
+def test_gram_is_size_normalized():
+    features = torch.rand(1, 4, 6, 6)
+    tiled = features.repeat(1, 1, 2, 2)  # same statistics, four times the pixels
+    torch.testing.assert_close(gram_matrix(tiled), gram_matrix(features))
+    assert style_layer_loss(gram_matrix(features), gram_matrix(features)) == 0
+
+
+def test_loss_goes_down_and_progress_is_reported(encoder, content, style):
+    seen = []
+    config = GatysConfig(steps=12, scales=(0.5, 1.0), preview_every=4)
+    result = GatysOptimizer(encoder, config).run(content, [style], progress=seen.append)
+    assert result.stopped == "done"
+    assert result.steps_done == 12
+    assert [p.step for p in seen] == list(range(1, 13))
+    assert all(a.fraction <= b.fraction for a, b in zip(seen, seen[1:]))
+    assert seen[-1].fraction == pytest.approx(1.0)
+    assert any(p.preview is not None for p in seen)
+    assert result.image.shape == content.shape
+    full_level = result.losses[-4:]  # losses at the last (full) scale
+    assert min(full_level) < full_level[0] or result.losses[-1] < result.losses[0]
+    optimizer = GatysOptimizer(encoder, config)
+    targets = optimizer.targets(content, [style], [1.0])
+    with torch.no_grad():
+        _, style_before = optimizer.losses(content, targets)
+        _, style_after = optimizer.losses(result.image, targets)
+    assert style_after < style_before  # the image moved towards the style
+
+
+def test_cancel_stops_promptly_and_returns_best_so_far(encoder, content, style):
+    token = CancelToken()
+
+    def cancel_after_three(progress):
+        if progress.step == 3:
+            token.cancel()
+
+    result = GatysOptimizer(encoder, GatysConfig(steps=50, scales=(1.0,))).run(
+        content, [style], progress=cancel_after_three, cancel=token
+    )
+    assert result.stopped == "cancelled"
+    assert result.steps_done == 3
+    assert result.image.shape == content.shape
+
+
+def test_cancel_during_coarse_level_still_returns_full_size(encoder, content, style):
+    token = CancelToken()
+    token.cancel()
+    result = GatysOptimizer(encoder, GatysConfig(steps=10)).run(content, [style], cancel=token)
+    assert result.stopped == "cancelled" and result.steps_done == 0
+    assert result.image.shape == content.shape
+
+
+def test_time_budget(encoder, content, style):
+    started = time.monotonic()
+    result = GatysOptimizer(encoder, GatysConfig(steps=10_000, time_budget_s=1.0)).run(content, [style])
+    assert result.stopped == "time budget"
+    assert 0 < result.steps_done < 10_000
+    assert time.monotonic() - started < 30
+
+
+def test_several_styles_with_weights_and_init_image(encoder, content, style, style2):
+    init = torch.full_like(content, 0.5)
+    result = GatysOptimizer(encoder, GatysConfig(steps=4, scales=(1.0,))).run(
+        content, [style, style2], weights=[0.7, 0.3], init_image=init
+    )
+    assert result.image.shape == content.shape
+    assert not torch.equal(result.image, init)
+
+
+def test_bad_arguments(encoder, content, style):
+    with pytest.raises(ValueError, match="style"):
+        GatysOptimizer(encoder).run(content, [])
+    with pytest.raises(ValueError, match="steps"):
+        GatysOptimizer(encoder, GatysConfig(steps=0)).run(content, [style])
