@@ -232,17 +232,20 @@ class EmbeddedPool:
             job = await self._next_job()
             self._running[str(slot)] = job
             try:
-                await self._execute(slot, job)
+                worker_lost = await self._execute(slot, job)
             except asyncio.CancelledError:
                 raise  # stop(): the job stays in _running, so it is kept for the next start
             except Exception:
                 logger.exception("slot %d failed running job %s", slot, job.job_id)
                 await self._emit(JobEvent("failed", job, message=CRASHED))
-                await self._replace(slot)
-            self._running.pop(str(slot), None)
+                worker_lost = True
+            self._running.pop(str(slot), None)  # the user may send a new job while we restart
             self._forget(job)
+            if worker_lost:
+                await self._replace(slot)
 
-    async def _execute(self, slot: int, job: RenderJob) -> None:
+    async def _execute(self, slot: int, job: RenderJob) -> bool:
+        """Run one job; returns True when the worker crashed or hung and must be replaced."""
         worker = self._workers[slot]
         started = time.monotonic()
         deadline = started + self._deadline(job)
@@ -252,28 +255,27 @@ class EmbeddedPool:
             if message is None:
                 logger.error("job %s overran its deadline; killing worker %d", job.job_id, slot)
                 await self._emit(JobEvent("failed", job, message=TIMED_OUT))
-                await self._replace(slot)
-                return
+                return True
             kind = message[0]
             if kind == "exited":
                 logger.error("worker %d died during job %s", slot, job.job_id)
                 await self._emit(JobEvent("failed", job, message=CRASHED))
-                await self._replace(slot)
-                return
+                return True
             if kind == "started":
                 await self._emit(JobEvent("started", job))
             elif kind == "progress":
                 await self._emit(JobEvent("progress", job, fraction=message[2]))
-            elif kind in ("done", "cancelled", "failed"):
-                if kind == "done":
-                    elapsed = time.monotonic() - started
-                    self._durations[job.kind] = 0.7 * self._durations[job.kind] + 0.3 * elapsed
-                    await self._emit(JobEvent("done", job, image=message[2], size=message[3]))
-                elif kind == "cancelled":
-                    await self._emit(JobEvent("cancelled", job, image=message[2], size=message[3]))
-                else:
-                    await self._emit(JobEvent("failed", job, message=message[2]))
-                return
+            elif kind == "done":
+                elapsed = time.monotonic() - started
+                self._durations[job.kind] = 0.7 * self._durations[job.kind] + 0.3 * elapsed
+                await self._emit(JobEvent("done", job, image=message[2], size=message[3]))
+                return False
+            elif kind == "cancelled":
+                await self._emit(JobEvent("cancelled", job, image=message[2], size=message[3]))
+                return False
+            elif kind == "failed":
+                await self._emit(JobEvent("failed", job, message=message[2]))
+                return False
 
     # ------------------------------------------------------------------ persistence of the queue
     def _save_pending(self, jobs: list[RenderJob]) -> None:

@@ -33,3 +33,15 @@ def use_all_cpu_cores() -> None:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     torch.set_num_threads(max(1, cores))
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 convolutions run natively (CUDA with bf16, or a CPU with AVX-512 BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False

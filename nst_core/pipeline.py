@@ -14,6 +14,7 @@ from PIL import Image
 
 from nst_core.adain import PRESERVE_COLOR_CHOICES, Stylizer, normalize_weights
 from nst_core.color import color_inputs, color_output, luminance_as_rgb
+from nst_core.device import bf16_is_fast
 from nst_core.gatys import CancelToken, GatysConfig, GatysOptimizer, ProgressCallback
 from nst_core.images import fit_max_side, to_pil, to_tensor
 
@@ -48,9 +49,9 @@ class RenderOptions:
 class Engine:
     """Owns the models for one device; ``render`` is safe to call from one worker thread at a time."""
 
-    def __init__(self, stylizer: Stylizer, gatys_config: GatysConfig = GatysConfig()) -> None:
+    def __init__(self, stylizer: Stylizer, gatys_config: GatysConfig | None = None) -> None:
         self.stylizer = stylizer
-        self.gatys_config = gatys_config
+        self.gatys_config = gatys_config or GatysConfig(bf16=bf16_is_fast(stylizer.device))
 
     @classmethod
     def load(cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None) -> Engine:
