@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint stylize bench-adain bench-gatys train clean
+.PHONY: install test lint stylize run bench-adain bench-gatys train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 stylize: $(STAMP)
 	$(BIN)/python -m benchmarks.sample_images out/samples
 	$(BIN)/nst stylize out/samples/astronaut.png out/samples/coffee.png -o out/astronaut_coffee.jpg
+
+# The bot with long polling; it explains how to get a token when BOT_TOKEN is missing.
+run: $(STAMP)
+	$(BIN)/python -m bot
 
 train: $(STAMP)
 	$(BIN)/nst train --out runs/decoder --export runs/decoder/decoder.safetensors --resume

@@ -41,7 +41,9 @@ def conv_gflop(stylizer: Stylizer, content: torch.Tensor, style: torch.Tensor) -
         k = module.kernel_size[0] * module.kernel_size[1]
         counted["flops"] += 2.0 * module.in_channels * module.out_channels * k * output[0, 0].numel()
 
-    convs = [m for m in [*stylizer.encoder.modules(), *stylizer.decoder.modules()] if isinstance(m, nn.Conv2d)]
+    convs = [
+        m for m in [*stylizer.encoder.modules(), *stylizer.decoder.modules()] if isinstance(m, nn.Conv2d)
+    ]
     hooks = [m.register_forward_hook(count) for m in convs]
     try:
         stylizer._cache.clear()
@@ -71,8 +73,10 @@ def main() -> None:
     device = resolve_device(args.device)
     stylizer = Stylizer.load(device=str(device))
     peak = sgemm_gflops()
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, device {device}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, device {device}"
+    )
     print(f"sgemm peak (4096² matmul): {peak:.0f} GFLOP/s\n")
     print("| size | style | latency (s) | GFLOP | GFLOP/s | FLOP floor (s) | latency / floor |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
@@ -88,11 +92,16 @@ def main() -> None:
             stylizer._cache.clear()
             stylizer.stylize(content, [style])
 
-        for label, fn, gflop in (("cached", cached, cached_gflop), ("uncached", uncached, cached_gflop + style_gflop)):
+        for label, fn, gflop in (
+            ("cached", cached, cached_gflop),
+            ("uncached", uncached, cached_gflop + style_gflop),
+        ):
             latency = median_latency(fn, args.repeats)
             floor = gflop / peak
-            print(f"| {size}² | {label} | {latency:.2f} | {gflop:.0f} | {gflop / latency:.0f} | {floor:.2f} "
-                  f"| {latency / floor:.2f}× |")
+            print(
+                f"| {size}² | {label} | {latency:.2f} | {gflop:.0f} | {gflop / latency:.0f} | {floor:.2f} "
+                f"| {latency / floor:.2f}× |"
+            )
 
 
 if __name__ == "__main__":

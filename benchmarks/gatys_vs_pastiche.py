@@ -42,9 +42,31 @@ def prepare_inputs(style_path: Path, size: int, out: Path) -> tuple[Path, Path]:
 
 
 def run_pastiche(content: Path, style: Path, size: int, steps: int, out: Path) -> float:
-    command = [sys.executable, "-m", "pastiche", "--device", "cpu", "--seed", "0", "--size", str(size),
-               "--num-steps", str(steps), "--info-step", "100", "--workspace", str(out / "pastiche_steps"),
-               "--workspace-step", "100", "-c", str(content), "-s", str(style), "-o", str(out / "pastiche.png")]
+    command = [
+        sys.executable,
+        "-m",
+        "pastiche",
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "--size",
+        str(size),
+        "--num-steps",
+        str(steps),
+        "--info-step",
+        "100",
+        "--workspace",
+        str(out / "pastiche_steps"),
+        "--workspace-step",
+        "100",
+        "-c",
+        str(content),
+        "-s",
+        str(style),
+        "-o",
+        str(out / "pastiche.png"),
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
@@ -55,7 +77,9 @@ def run_pastiche(content: Path, style: Path, size: int, steps: int, out: Path) -
 def run_ours(content: Path, style: Path, size: int, steps: int | None, out: Path) -> float:
     started = time.perf_counter()
     engine = Engine.load(device="cpu")
-    image = engine.render(load_image(content), [load_image(style)], RenderOptions(hq=True, max_side=size, steps=steps))
+    image = engine.render(
+        load_image(content), [load_image(style)], RenderOptions(hq=True, max_side=size, steps=steps)
+    )
     wall = time.perf_counter() - started
     image.save(out / "ours.png")
     return wall
@@ -66,9 +90,13 @@ def main() -> None:
     parser.add_argument("--style", type=Path, default=DEFAULT_STYLE)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--pastiche-steps", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=None, help="our HQ steps (default: the engine's default)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="our HQ steps (default: the engine's default)"
+    )
     parser.add_argument("--out", type=Path, default=Path("out/gatys_bench"))
-    parser.add_argument("--reuse-pastiche", action="store_true", help="score the pastiche run already in --out")
+    parser.add_argument(
+        "--reuse-pastiche", action="store_true", help="score the pastiche run already in --out"
+    )
     args = parser.parse_args()
     use_all_cpu_cores()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -88,8 +116,10 @@ def main() -> None:
             c, s = evaluator.losses(to_tensor(load_image(path)), targets)
         return float(c), float(s)
 
-    print(f"machine: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; size {args.size}², style {args.style.name}\n")
+    print(
+        f"machine: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}; size {args.size}², style {args.style.name}\n"
+    )
     print("| run | wall (s) | content distance | style distance |")
     print("| --- | ---: | ---: | ---: |")
     for step_image in sorted((args.out / "pastiche_steps").glob("*.png")):
@@ -97,11 +127,15 @@ def main() -> None:
         print(f"| pastiche step {int(step_image.stem)} | | {c:.4g} | {s:.4g} |")
     pastiche_c, pastiche_s = score(args.out / "pastiche.png")
     ours_c, ours_s = score(args.out / "ours.png")
-    print(f"| **pastiche default (1000 steps)** | {pastiche_wall:.0f} | {pastiche_c:.4g} | {pastiche_s:.4g} |")
+    print(
+        f"| **pastiche default (1000 steps)** | {pastiche_wall:.0f} | {pastiche_c:.4g} | {pastiche_s:.4g} |"
+    )
     print(f"| **Atelier HQ default** | {ours_wall:.0f} | {ours_c:.4g} | {ours_s:.4g} |")
-    print(f"\ntime ratio ours/pastiche: {ours_wall / pastiche_wall:.3f} (speed-up {pastiche_wall / ours_wall:.1f}×); "
-          f"content {ours_c / pastiche_c:.2f}×, style {ours_s / pastiche_s:.2f}× of pastiche's "
-          f"(≤ 1 is no worse)")
+    print(
+        f"\ntime ratio ours/pastiche: {ours_wall / pastiche_wall:.3f} (speed-up {pastiche_wall / ours_wall:.1f}×); "
+        f"content {ours_c / pastiche_c:.2f}×, style {ours_s / pastiche_s:.2f}× of pastiche's "
+        f"(≤ 1 is no worse)"
+    )
 
 
 if __name__ == "__main__":

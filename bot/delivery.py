@@ -57,7 +57,9 @@ def caption(job: RenderJob) -> str:
     mix = f" · {len(job.styles)} styles mixed" if len(job.styles) > 1 else ""
     color = " · photo colours" if options.preserve_color != "none" else ""
     mode = "High quality" if options.hq else "Fast"
-    return texts.RESULT_CAPTION.format(mode=mode, alpha=texts.format_alpha(options.alpha), mix=mix, color=color)
+    return texts.RESULT_CAPTION.format(
+        mode=mode, alpha=texts.format_alpha(options.alpha), mix=mix, color=color
+    )
 
 
 def make_notifier(application: Application) -> Callable[[RenderJob], EventSink]:
@@ -89,8 +91,11 @@ class _JobMessages:
         chat_id = self.job.chat_id
         if self.status_message_id is not None:
             try:
-                await with_retries(lambda: self.bot.edit_message_text(
-                    text, chat_id=chat_id, message_id=self.status_message_id, reply_markup=keyboard))
+                await with_retries(
+                    lambda: self.bot.edit_message_text(
+                        text, chat_id=chat_id, message_id=self.status_message_id, reply_markup=keyboard
+                    )
+                )
                 return
             except BadRequest as exc:  # "message is not modified" or deleted by the user
                 if "not modified" in str(exc).lower():
@@ -101,8 +106,10 @@ class _JobMessages:
     async def _on_queued(self, event: JobEvent) -> None:
         if event.position > 0 or self.job.options.hq:
             eta = texts.human_duration(event.eta_s or 0)
-            await self._status(texts.QUEUED_AHEAD.format(ahead=event.position, eta=eta),
-                               cancel_hq_keyboard() if self.job.options.hq else None)
+            await self._status(
+                texts.QUEUED_AHEAD.format(ahead=event.position, eta=eta),
+                cancel_hq_keyboard() if self.job.options.hq else None,
+            )
 
     async def _on_started(self, event: JobEvent) -> None:
         self.started_at = time.monotonic()
@@ -121,7 +128,9 @@ class _JobMessages:
         self.last_edit = now
         elapsed = now - self.started_at
         eta = texts.human_duration(elapsed / event.fraction - elapsed)
-        await self._status(texts.HQ_PROGRESS.format(percent=int(event.fraction * 100), eta=eta), cancel_hq_keyboard())
+        await self._status(
+            texts.HQ_PROGRESS.format(percent=int(event.fraction * 100), eta=eta), cancel_hq_keyboard()
+        )
 
     async def _on_done(self, event: JobEvent) -> None:
         await self._deliver(event.image, caption(self.job))
@@ -144,7 +153,9 @@ class _JobMessages:
         jpeg = await asyncio.to_thread(_to_jpeg, png)
         options = self.job.options
         keyboard = result_keyboard(options.alpha, options.preserve_color, options.hq)
-        await with_retries(lambda: self.bot.send_photo(self.job.chat_id, jpeg, caption=text, reply_markup=keyboard))
+        await with_retries(
+            lambda: self.bot.send_photo(self.job.chat_id, jpeg, caption=text, reply_markup=keyboard)
+        )
         if self.status_message_id is not None:
             try:
                 await self.bot.delete_message(self.job.chat_id, self.status_message_id)

@@ -24,8 +24,15 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from PIL import Image
 
-BOT_USER = {"id": 777000, "is_bot": True, "first_name": "Atelier", "username": "atelier_test_bot",
-            "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
+BOT_USER = {
+    "id": 777000,
+    "is_bot": True,
+    "first_name": "Atelier",
+    "username": "atelier_test_bot",
+    "can_join_groups": False,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
 PHOTO_SIZES = (90, 320, 800, 1280)  # Telegram's thumbnail ladder; the largest is what bots should take
 
 
@@ -132,9 +139,13 @@ class BotAPIEmulator:
     def new_message(self, chat_id: int, sender: dict, **content: Any) -> dict:
         with self._cond:
             message_id = next(self._message_ids)
-        message = {"message_id": message_id, "date": int(time.time()),
-                   "chat": {"id": chat_id, "type": "private", "first_name": sender.get("first_name", "")},
-                   "from": sender, **content}
+        message = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private", "first_name": sender.get("first_name", "")},
+            "from": sender,
+            **content,
+        }
         self.messages[(chat_id, message_id)] = message
         return message
 
@@ -161,13 +172,13 @@ class BotAPIEmulator:
             body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
         file_prefix = f"/file/bot{self.token}/"
         if path.startswith(file_prefix):
-            self._serve_file(request, path[len(file_prefix):])
+            self._serve_file(request, path[len(file_prefix) :])
             return
         prefix = f"/bot{self.token}/"
         if not path.startswith(prefix):
             self._reply(request, 401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
             return
-        method = path[len(prefix):]
+        method = path[len(prefix) :]
         params, files = self._parse(request, body)
         with self._cond:
             self.calls[method] = self.calls.get(method, 0) + 1
@@ -183,15 +194,21 @@ class BotAPIEmulator:
         try:
             result = self._dispatch(method, params, files)
         except _ApiError as exc:
-            self._reply(request, exc.code, {"ok": False, "error_code": exc.code, "description": exc.description})
+            self._reply(
+                request, exc.code, {"ok": False, "error_code": exc.code, "description": exc.description}
+            )
             return
         self._reply(request, 200, {"ok": True, "result": result})
 
     @staticmethod
     def _fault_body(fault: _Fault) -> dict:
         if fault.status == 429:
-            return {"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {fault.retry_after}",
-                    "parameters": {"retry_after": fault.retry_after}}
+            return {
+                "ok": False,
+                "error_code": 429,
+                "description": f"Too Many Requests: retry after {fault.retry_after}",
+                "parameters": {"retry_after": fault.retry_after},
+            }
         return {"ok": False, "error_code": fault.status, "description": "Internal Server Error"}
 
     def _serve_file(self, request: BaseHTTPRequestHandler, file_path: str) -> None:
@@ -221,7 +238,8 @@ class BotAPIEmulator:
             return (json.loads(body) if body else {}), {}
         if content_type.startswith("multipart/form-data"):
             message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+                f"Content-Type: {content_type}\r\n\r\n".encode() + body
+            )
             params, files = {}, {}
             for part in message.iter_parts():
                 name = part.get_param("name", header="content-disposition")
@@ -240,8 +258,15 @@ class BotAPIEmulator:
                 params[key] = json.loads(params[key])
         if method == "getUpdates":
             return self._get_updates(params)
-        simple = {"getMe": BOT_USER, "deleteWebhook": True, "sendChatAction": True, "answerCallbackQuery": True,
-                  "close": True, "logOut": True, "getMyCommands": self.commands}
+        simple = {
+            "getMe": BOT_USER,
+            "deleteWebhook": True,
+            "sendChatAction": True,
+            "answerCallbackQuery": True,
+            "close": True,
+            "logOut": True,
+            "getMyCommands": self.commands,
+        }
         if method in simple:
             self._record(method, params, files)
             return simple[method]
@@ -252,8 +277,11 @@ class BotAPIEmulator:
             self.webhook = params
             return True
         if method == "getWebhookInfo":
-            return {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
-                    "pending_update_count": len(self._updates)}
+            return {
+                "url": (self.webhook or {}).get("url", ""),
+                "has_custom_certificate": False,
+                "pending_update_count": len(self._updates),
+            }
         if method == "getFile":
             return self._get_file(params)
         if method in ("sendMessage", "sendPhoto", "sendDocument"):
@@ -269,7 +297,9 @@ class BotAPIEmulator:
             return True
         raise _ApiError(404, f"Not Found: method {method} is not emulated")
 
-    def _record(self, method: str, params: dict, files: dict[str, bytes], message: dict | None = None) -> None:
+    def _record(
+        self, method: str, params: dict, files: dict[str, bytes], message: dict | None = None
+    ) -> None:
         with self._cond:
             self.sent.append(Sent(method, params, files, message))
             self._cond.notify_all()
@@ -290,8 +320,12 @@ class BotAPIEmulator:
         if file_id not in self.files:
             raise _ApiError(400, "Bad Request: invalid file_id")
         path, data = self.files[file_id]
-        return {"file_id": file_id, "file_unique_id": hashlib.sha1(data).hexdigest()[:16], "file_size": len(data),
-                "file_path": path}
+        return {
+            "file_id": file_id,
+            "file_unique_id": hashlib.sha1(data).hexdigest()[:16],
+            "file_size": len(data),
+            "file_path": path,
+        }
 
     def _send(self, method: str, params: dict, files: dict[str, bytes]) -> dict:
         chat_id = int(params["chat_id"])
@@ -304,11 +338,22 @@ class BotAPIEmulator:
             file_id, unique = self.store_file(data, ".jpg" if field_name == "photo" else ".bin")
             if field_name == "photo":
                 width, height = Image.open(io.BytesIO(data)).size
-                content["photo"] = [{"file_id": file_id, "file_unique_id": unique, "width": width,
-                                     "height": height, "file_size": len(data)}]
+                content["photo"] = [
+                    {
+                        "file_id": file_id,
+                        "file_unique_id": unique,
+                        "width": width,
+                        "height": height,
+                        "file_size": len(data),
+                    }
+                ]
             else:
-                content["document"] = {"file_id": file_id, "file_unique_id": unique, "file_size": len(data),
-                                       "file_name": params.get("filename", "file")}
+                content["document"] = {
+                    "file_id": file_id,
+                    "file_unique_id": unique,
+                    "file_size": len(data),
+                    "file_name": params.get("filename", "file"),
+                }
             if params.get("caption"):
                 content["caption"] = params["caption"]
         if params.get("reply_markup"):
@@ -323,7 +368,9 @@ class BotAPIEmulator:
         if message is None:
             raise _ApiError(400, "Bad Request: message to edit not found")
         if method == "editMessageText":
-            if message.get("text") == params.get("text") and message.get("reply_markup") == params.get("reply_markup"):
+            if message.get("text") == params.get("text") and message.get("reply_markup") == params.get(
+                "reply_markup"
+            ):
                 raise _ApiError(400, "Bad Request: message is not modified")
             message["text"] = params.get("text", "")
         if method == "editMessageCaption":
@@ -371,19 +418,32 @@ class EmulatedUser:
         sizes = []
         for side in PHOTO_SIZES:  # thumbnails share the file here; only the largest must be used
             scale = min(1.0, side / max(width, height))
-            sizes.append({"file_id": f"thumb{side}-{file_id}" if side != PHOTO_SIZES[-1] else file_id,
-                          "file_unique_id": f"{unique}{side}", "width": round(width * scale),
-                          "height": round(height * scale), "file_size": len(data)})
+            sizes.append(
+                {
+                    "file_id": f"thumb{side}-{file_id}" if side != PHOTO_SIZES[-1] else file_id,
+                    "file_unique_id": f"{unique}{side}",
+                    "width": round(width * scale),
+                    "height": round(height * scale),
+                    "file_size": len(data),
+                }
+            )
         return sizes
 
     def send_photo(self, data: bytes, media_group_id: str | None = None) -> dict:
         extra = {"media_group_id": media_group_id} if media_group_id else {}
         return self._push_message(photo=self._photo_sizes(data), **extra)
 
-    def send_document(self, data: bytes, file_name: str, mime_type: str, declared_size: int | None = None) -> dict:
+    def send_document(
+        self, data: bytes, file_name: str, mime_type: str, declared_size: int | None = None
+    ) -> dict:
         file_id, unique = self.api.store_file(data, "." + file_name.rsplit(".", 1)[-1])
-        document = {"file_id": file_id, "file_unique_id": unique, "file_name": file_name, "mime_type": mime_type,
-                    "file_size": declared_size if declared_size is not None else len(data)}
+        document = {
+            "file_id": file_id,
+            "file_unique_id": unique,
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": declared_size if declared_size is not None else len(data),
+        }
         return self._push_message(document=document)
 
     def send_album(self, pictures: list[bytes]) -> list[dict]:
@@ -391,19 +451,36 @@ class EmulatedUser:
         return [self.send_photo(data, media_group_id=group) for data in pictures]
 
     def send_sticker(self) -> dict:
-        return self._push_message(sticker={"file_id": "sticker1", "file_unique_id": "st1", "width": 512,
-                                           "height": 512, "is_animated": False, "is_video": False,
-                                           "type": "regular"})
+        return self._push_message(
+            sticker={
+                "file_id": "sticker1",
+                "file_unique_id": "st1",
+                "width": 512,
+                "height": 512,
+                "is_animated": False,
+                "is_video": False,
+                "type": "regular",
+            }
+        )
 
     def send_video(self) -> dict:
-        return self._push_message(video={"file_id": "video1", "file_unique_id": "v1", "width": 640, "height": 480,
-                                         "duration": 3})
+        return self._push_message(
+            video={"file_id": "video1", "file_unique_id": "v1", "width": 640, "height": 480, "duration": 3}
+        )
 
     def press(self, message: dict, data: str) -> None:
         """Press an inline button (by its callback data) under one of the bot's messages."""
-        self.api.push_update({"callback_query": {"id": str(time.time_ns()), "from": self.sender,
-                                                 "chat_instance": str(self.user_id), "message": message,
-                                                 "data": data}})
+        self.api.push_update(
+            {
+                "callback_query": {
+                    "id": str(time.time_ns()),
+                    "from": self.sender,
+                    "chat_instance": str(self.user_id),
+                    "message": message,
+                    "data": data,
+                }
+            }
+        )
 
     # --------------------------------------------------------------- reading the chat
     def log(self) -> list[Sent]:
@@ -411,8 +488,11 @@ class EmulatedUser:
 
     def texts(self) -> list[str]:
         """Every text the bot sent or edited into this chat, in order."""
-        return [s.params.get("text") or s.params.get("caption") or "" for s in self.log()
-                if s.method in ("sendMessage", "editMessageText", "sendPhoto", "sendDocument")]
+        return [
+            s.params.get("text") or s.params.get("caption") or ""
+            for s in self.log()
+            if s.method in ("sendMessage", "editMessageText", "sendPhoto", "sendDocument")
+        ]
 
     def photos(self) -> list[Sent]:
         return [s for s in self.log() if s.method == "sendPhoto"]

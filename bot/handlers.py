@@ -115,10 +115,15 @@ async def accept_pictures(update: Update, context: Context, refs: list[ImageRef]
     count = len(state.styles)
     example = " ".join(["1"] * count) if count > 1 else "0.7 0.3"
     if count >= max_mix:
-        await _reply(update, texts.MIX_ENOUGH.format(max_mix=max_mix, example=example), reply_markup=mix_keyboard())
+        await _reply(
+            update, texts.MIX_ENOUGH.format(max_mix=max_mix, example=example), reply_markup=mix_keyboard()
+        )
     else:
-        await _reply(update, texts.MIX_GOT_STYLE.format(count=count, example=example),
-                     reply_markup=mix_keyboard() if count >= 2 else None)
+        await _reply(
+            update,
+            texts.MIX_GOT_STYLE.format(count=count, example=example),
+            reply_markup=mix_keyboard() if count >= 2 else None,
+        )
 
 
 # ---------------------------------------------------------------------------- pictures
@@ -151,9 +156,17 @@ async def _flush_album(update: Update, context: Context, key: tuple) -> None:
 
 async def on_other_media(update: Update, context: Context) -> None:
     message = update.effective_message
-    kinds = [("sticker", "stickers"), ("video", "videos"), ("animation", "GIF animations"),
-             ("voice", "voice messages"), ("audio", "audio"), ("video_note", "video messages"),
-             ("location", "locations"), ("contact", "contacts"), ("poll", "polls")]
+    kinds = [
+        ("sticker", "stickers"),
+        ("video", "videos"),
+        ("animation", "GIF animations"),
+        ("voice", "voice messages"),
+        ("audio", "audio"),
+        ("video_note", "video messages"),
+        ("location", "locations"),
+        ("contact", "contacts"),
+        ("poll", "polls"),
+    ]
     kind = next((label for attr, label in kinds if getattr(message, attr, None)), "that kind of message")
     await _reply(update, texts.UNSUPPORTED_KIND.format(kind=kind))
 
@@ -181,15 +194,22 @@ async def start(update: Update, context: Context) -> None:
 
 async def help_command(update: Update, context: Context) -> None:
     state = _state(context)
-    await _reply(update, texts.HELP.format(alpha=texts.format_alpha(state.settings.alpha),
-                                           max_mix=_services(context).settings.max_mix_styles))
+    await _reply(
+        update,
+        texts.HELP.format(
+            alpha=texts.format_alpha(state.settings.alpha), max_mix=_services(context).settings.max_mix_styles
+        ),
+    )
 
 
 async def alpha(update: Update, context: Context) -> None:
     state = _state(context)
     if not context.args:
-        await _reply(update, texts.ALPHA_NOW.format(alpha=texts.format_alpha(state.settings.alpha)),
-                     reply_markup=alpha_keyboard(state.settings.alpha))
+        await _reply(
+            update,
+            texts.ALPHA_NOW.format(alpha=texts.format_alpha(state.settings.alpha)),
+            reply_markup=alpha_keyboard(state.settings.alpha),
+        )
         return
     try:
         value = parse_alpha(" ".join(context.args))
@@ -269,13 +289,19 @@ async def forget(update: Update, context: Context) -> None:
 
 
 async def settings_command(update: Update, context: Context) -> None:
-    await _reply(update, _settings_text(_state(context)), reply_markup=settings_keyboard(_state(context).settings))
+    await _reply(
+        update, _settings_text(_state(context)), reply_markup=settings_keyboard(_state(context).settings)
+    )
 
 
 def _settings_text(state: UserState) -> str:
     s = state.settings
-    return texts.SETTINGS.format(alpha=texts.format_alpha(s.alpha), color=texts.COLOR_NAMES[s.preserve_color],
-                                 size=s.max_side, hq="yes" if s.hq_next else "no")
+    return texts.SETTINGS.format(
+        alpha=texts.format_alpha(s.alpha),
+        color=texts.COLOR_NAMES[s.preserve_color],
+        size=s.max_side,
+        hq="yes" if s.hq_next else "no",
+    )
 
 
 async def unknown_command(update: Update, context: Context) -> None:
@@ -352,7 +378,9 @@ async def _mix_button(update: Update, context: Context, argument: str) -> None:
 
 async def _cancel_button(update: Update, context: Context, argument: str) -> None:
     query = update.callback_query
-    cancelled = await _services(context).backend.cancel(update.effective_user.id, keep_partial=argument == "keep")
+    cancelled = await _services(context).backend.cancel(
+        update.effective_user.id, keep_partial=argument == "keep"
+    )
     await query.answer("Stopping…" if cancelled else "Nothing is running.")
 
 
@@ -378,8 +406,9 @@ async def _settings_button(update: Update, context: Context, argument: str) -> N
     elif setting == "hq":
         user_settings.hq_next = not user_settings.hq_next
     await query.answer(texts.SETTING_SAVED)
-    await query.edit_message_text(_settings_text(state), parse_mode=ParseMode.HTML,
-                                  reply_markup=settings_keyboard(user_settings))
+    await query.edit_message_text(
+        _settings_text(state), parse_mode=ParseMode.HTML, reply_markup=settings_keyboard(user_settings)
+    )
 
 
 BUTTONS = {
@@ -397,7 +426,8 @@ async def on_error(update: object, context: Context) -> None:
     logger.error("unhandled error while handling an update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat:
         try:
-            await context.bot.send_message(update.effective_chat.id,
-                                           "Sorry, something went wrong on my side. Please try again.")
+            await context.bot.send_message(
+                update.effective_chat.id, "Sorry, something went wrong on my side. Please try again."
+            )
         except Exception:
             logger.debug("could not report the error to the user", exc_info=True)

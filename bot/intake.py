@@ -34,8 +34,10 @@ def describe(message: Message, max_bytes: int) -> Incoming:
     """What picture this message carries; raises IntakeError for anything that isn't one."""
     if message.photo:
         largest = message.photo[-1]
-        incoming = Incoming(ImageRef(largest.file_id, largest.file_unique_id, largest.width, largest.height),
-                            largest.file_size)
+        incoming = Incoming(
+            ImageRef(largest.file_id, largest.file_unique_id, largest.width, largest.height),
+            largest.file_size,
+        )
     elif message.document:
         document = message.document
         name = document.file_name or "file"
@@ -47,8 +49,11 @@ def describe(message: Message, max_bytes: int) -> Incoming:
     else:
         raise IntakeError(texts.NOT_A_PICTURE)
     if incoming.file_size and incoming.file_size > max_bytes:
-        raise IntakeError(texts.FILE_TOO_BIG.format(size=texts.human_size(incoming.file_size),
-                                                    limit=texts.human_size(max_bytes)))
+        raise IntakeError(
+            texts.FILE_TOO_BIG.format(
+                size=texts.human_size(incoming.file_size), limit=texts.human_size(max_bytes)
+            )
+        )
     return incoming
 
 
@@ -60,8 +65,12 @@ async def fetch(bot: Bot, ref: ImageRef, services: Services) -> bytes:
     try:
         telegram_file = await bot.get_file(ref.file_id)
         if telegram_file.file_size and telegram_file.file_size > services.settings.max_download_bytes:
-            raise IntakeError(texts.FILE_TOO_BIG.format(size=texts.human_size(telegram_file.file_size),
-                                                        limit=texts.human_size(services.settings.max_download_bytes)))
+            raise IntakeError(
+                texts.FILE_TOO_BIG.format(
+                    size=texts.human_size(telegram_file.file_size),
+                    limit=texts.human_size(services.settings.max_download_bytes),
+                )
+            )
         data = bytes(await telegram_file.download_as_bytearray())
     except TelegramError as exc:
         logger.warning("download of %s failed: %s", ref.unique_id, exc)

@@ -60,7 +60,9 @@ class EmbeddedPool:
     # ------------------------------------------------------------------ public API
     async def start(self) -> None:
         for position, job in enumerate(self._restore_pending()):
-            await self._emit(JobEvent("queued", job, position=position, eta_s=self.estimate_wait_s(position, job.kind)))
+            await self._emit(
+                JobEvent("queued", job, position=position, eta_s=self.estimate_wait_s(position, job.kind))
+            )
         for slot in range(self.settings.workers_per_device):
             await self._spawn(slot)
             self._slots.append(asyncio.create_task(self._slot_loop(slot), name=f"pool-slot-{slot}"))
@@ -130,7 +132,9 @@ class EmbeddedPool:
         position = len(self._running) + len(self._pending)  # jobs ahead, the running ones included
         self._pending.append(job)
         self._job_available.set()
-        await self._emit(JobEvent("queued", job, position=position, eta_s=self.estimate_wait_s(position, job.kind)))
+        await self._emit(
+            JobEvent("queued", job, position=position, eta_s=self.estimate_wait_s(position, job.kind))
+        )
         return position
 
     async def _next_job(self) -> RenderJob:

@@ -87,8 +87,9 @@ def parse_alpha(text: str) -> float:
     if percent:
         value /= 100
     if not 0.0 <= value <= 1.0 or value != value:
-        raise ValueError(f"Alpha must be between 0 (photo only) and 1 (full style); {text} is outside. "
-                         "Example: /alpha 0.5")
+        raise ValueError(
+            f"Alpha must be between 0 (photo only) and 1 (full style); {text} is outside. Example: /alpha 0.5"
+        )
     return round(value, 3)
 
 
@@ -100,11 +101,14 @@ def parse_weights(text: str, count: int) -> list[float]:
     try:
         weights = [float(part.rstrip("%")) for part in parts]
     except ValueError:
-        raise ValueError(f"Send {count} numbers, one per style, like “{' '.join(['1'] * count)}” "
-                         "or “0.7 0.3”.") from None
+        raise ValueError(
+            f"Send {count} numbers, one per style, like “{' '.join(['1'] * count)}” or “0.7 0.3”."
+        ) from None
     if len(weights) != count:
-        raise ValueError(f"You sent {len(weights)} weight(s) but there are {count} styles. "
-                         f"Send {count} numbers, e.g. “{' '.join(['1'] * count)}”.")
+        raise ValueError(
+            f"You sent {len(weights)} weight(s) but there are {count} styles. "
+            f"Send {count} numbers, e.g. “{' '.join(['1'] * count)}”."
+        )
     if any(w < 0 or w != w or w == float("inf") for w in weights) or sum(weights) <= 0:
         raise ValueError("Weights must be zero or positive, and at least one must be above zero.")
     return weights

@@ -63,7 +63,9 @@ MIX_START = (
     "Mixing styles: send 2–{max_mix} style pictures (one by one or as an album). "
     "Then send their weights, e.g. <code>0.7 0.3</code>, or tap “Equal weights”."
 )
-MIX_NEED_CONTENT = "Let's blend styles. First send the <b>photo</b> to repaint; then I'll ask for the style pictures."
+MIX_NEED_CONTENT = (
+    "Let's blend styles. First send the <b>photo</b> to repaint; then I'll ask for the style pictures."
+)
 MIX_GOT_STYLE = "Style {count} received. Send another, or send weights (like <code>{example}</code>)."
 MIX_ENOUGH = "That's {max_mix} styles, the most I can blend. Send the weights (like <code>{example}</code>) or tap a button."
 MIX_NEED_MORE = "Send at least one more style picture to blend (you have {count})."

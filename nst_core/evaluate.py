@@ -37,7 +37,9 @@ def images_in(folder: Path, split: str | None, limit: int) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
 
 
-def evaluate(stylizer: Stylizer, contents: list[Path], styles: list[Path], size: int, grid_path: Path) -> EvalResult:
+def evaluate(
+    stylizer: Stylizer, contents: list[Path], styles: list[Path], size: int, grid_path: Path
+) -> EvalResult:
     """Score every pair and write the grid (cells ``size``×``size``)."""
     if not contents or not styles:
         raise ValueError("need at least one content image and one style image")
@@ -69,7 +71,9 @@ def evaluate(stylizer: Stylizer, contents: list[Path], styles: list[Path], size:
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(grid_path)
     pairs = len(contents) * len(styles)
-    return EvalResult({a: v[0] / pairs for a, v in sums.items()}, {a: v[1] / pairs for a, v in sums.items()}, pairs)
+    return EvalResult(
+        {a: v[0] / pairs for a, v in sums.items()}, {a: v[1] / pairs for a, v in sums.items()}, pairs
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nst eval", description=__doc__.splitlines()[0])
     parser.add_argument("--content-dir", type=Path, default=data / "content")
     parser.add_argument("--style-dir", type=Path, default=data / "style")
-    parser.add_argument("--split", choices=("val", "train"), default=None, help="use the training split's files")
+    parser.add_argument(
+        "--split", choices=("val", "train"), default=None, help="use the training split's files"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="grid PNG")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=6, help="at most this many images per folder")
@@ -94,5 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(stylizer, contents, styles, args.size, args.output)
     print(f"{result.pairs} pairs, grid written to {args.output}")
     for alpha in ALPHAS:
-        print(f"alpha={alpha}: content loss {result.content_loss[alpha]:.4f}, style loss {result.style_loss[alpha]:.4f}")
+        print(
+            f"alpha={alpha}: content loss {result.content_loss[alpha]:.4f}, style loss {result.style_loss[alpha]:.4f}"
+        )
     return 0

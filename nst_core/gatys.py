@@ -134,7 +134,9 @@ class GatysOptimizer:
         return {name: value.float() for name, value in features.items()}
 
     @torch.no_grad()
-    def targets(self, content: torch.Tensor, styles: Sequence[torch.Tensor], weights: Sequence[float]) -> Targets:
+    def targets(
+        self, content: torch.Tensor, styles: Sequence[torch.Tensor], weights: Sequence[float]
+    ) -> Targets:
         """Content features at relu4_2 and style Grams at relu1_1…relu5_1 (styles at their own size)."""
         content_features = self._features(content, [CONTENT_LAYER])[CONTENT_LAYER]
         grams = []
@@ -195,7 +197,9 @@ class GatysOptimizer:
             ]
             targets = self.targets(level_content, level_styles, mix)
             # L-BFGS flattens parameters with .view(): they must be in the standard layout.
-            pixels = resize_to(current, size).clamp(0, 1).detach().clone(memory_format=torch.contiguous_format)
+            pixels = (
+                resize_to(current, size).clamp(0, 1).detach().clone(memory_format=torch.contiguous_format)
+            )
             pixels.requires_grad_(True)
             state["best_loss"] = math.inf  # losses are not comparable across resolutions
             state["best"] = pixels.detach().clone()
@@ -246,4 +250,3 @@ class GatysOptimizer:
                 break
         image = current.detach().clamp(0, 1).cpu()
         return GatysResult(image, state["best_loss"], state["step"], stopped, state["losses"])
-

@@ -84,11 +84,11 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
         raise ImageError(f"this file is not a readable image ({type(exc).__name__})") from exc
     width, height = image.size
     if width * height > limits.max_pixels:
-        raise ImageError(
-            f"image too large: {width}×{height}, limit {limits.max_pixels / 1e6:.0f} MP"
-        )
+        raise ImageError(f"image too large: {width}×{height}, limit {limits.max_pixels / 1e6:.0f} MP")
     if min(width, height) < limits.min_side:
-        raise ImageError(f"image too small: {width}×{height}, each side must be at least {limits.min_side} px")
+        raise ImageError(
+            f"image too small: {width}×{height}, each side must be at least {limits.min_side} px"
+        )
     try:
         image.seek(0)
         with warnings.catch_warnings():

@@ -54,7 +54,9 @@ class Engine:
         self.gatys_config = gatys_config or GatysConfig(bf16=bf16_is_fast(stylizer.device))
 
     @classmethod
-    def load(cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None) -> Engine:
+    def load(
+        cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None
+    ) -> Engine:
         return cls(Stylizer.load(device=device, decoder_path=decoder_path, vgg_path=vgg_path))
 
     def render(
@@ -72,15 +74,21 @@ class Engine:
         content_t = to_tensor(fit_max_side(content, options.max_side))
         styles_t = [to_tensor(fit_max_side(style, options.max_side)) for style in styles]
         if not options.hq:
-            fast = self.stylizer.stylize(content_t, styles_t, options.weights, options.alpha, options.preserve_color)
+            fast = self.stylizer.stylize(
+                content_t, styles_t, options.weights, options.alpha, options.preserve_color
+            )
             return to_pil(fast)
         return to_pil(self._render_hq(content_t, styles_t, options, progress, cancel))
 
     def _render_hq(self, content, styles, options: RenderOptions, progress, cancel) -> torch.Tensor:
-        use_adain = options.hq_init == "adain" or (options.hq_init == "auto" and self.stylizer.decoder_trained)
+        use_adain = options.hq_init == "adain" or (
+            options.hq_init == "auto" and self.stylizer.decoder_trained
+        )
         init = None
         if use_adain:
-            init = self.stylizer.stylize(content, styles, options.weights, options.alpha, options.preserve_color)
+            init = self.stylizer.stylize(
+                content, styles, options.weights, options.alpha, options.preserve_color
+            )
         network_content, network_styles = color_inputs(content, styles, options.preserve_color)
         if init is not None and options.preserve_color == "luminance":
             init = luminance_as_rgb(init)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import math
 import random
 import signal
 import time
@@ -73,8 +72,10 @@ class RandomCrops(Dataset):
         image = Image.open(self.files[index]).convert("RGB")
         short = random.randint(self.crop, max(self.crop, round(self.crop * 1.5)))
         scale = short / min(image.size)
-        image = image.resize((max(short, round(image.width * scale)), max(short, round(image.height * scale))),
-                             Image.Resampling.BILINEAR)
+        image = image.resize(
+            (max(short, round(image.width * scale)), max(short, round(image.height * scale))),
+            Image.Resampling.BILINEAR,
+        )
         left = random.randint(0, image.width - self.crop)
         top = random.randint(0, image.height - self.crop)
         return to_tensor(image.crop((left, top, left + self.crop, top + self.crop)))[0]
@@ -86,8 +87,10 @@ def center_crops(files: list[Path], crop: int) -> torch.Tensor:
     for path in files:
         image = Image.open(path).convert("RGB")
         scale = crop / min(image.size)
-        image = image.resize((max(crop, round(image.width * scale)), max(crop, round(image.height * scale))),
-                             Image.Resampling.BILINEAR)
+        image = image.resize(
+            (max(crop, round(image.width * scale)), max(crop, round(image.height * scale))),
+            Image.Resampling.BILINEAR,
+        )
         left, top = (image.width - crop) // 2, (image.height - crop) // 2
         tensors.append(to_tensor(image.crop((left, top, left + crop, top + crop)))[0])
     return torch.stack(tensors)
@@ -105,7 +108,9 @@ def content_loss(output_relu4_1: torch.Tensor, target: torch.Tensor) -> torch.Te
     return F.mse_loss(output_relu4_1 / scale, target / scale)
 
 
-def style_loss(output_features: dict[str, torch.Tensor], style_features: dict[str, torch.Tensor]) -> torch.Tensor:
+def style_loss(
+    output_features: dict[str, torch.Tensor], style_features: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """L_s: channel means and stds of output and style at relu1_1…relu4_1, each layer normalised."""
     total = torch.zeros((), device=output_features[STYLE_LAYERS[0]].device)
     for layer in STYLE_LAYERS:
@@ -120,7 +125,11 @@ def compute_losses(encoder, decoder, content, style, pretrain: bool) -> dict[str
     with torch.no_grad():
         content_features = encoder(content, ["relu4_1"])["relu4_1"]
         style_features = encoder(style, STYLE_LAYERS)
-        target = content_features if pretrain else adain(content_features, feature_stats(style_features["relu4_1"]))
+        target = (
+            content_features
+            if pretrain
+            else adain(content_features, feature_stats(style_features["relu4_1"]))
+        )
     output = decoder(target)
     output_features = encoder(output, STYLE_LAYERS)
     losses = {"content": content_loss(output_features["relu4_1"], target)}
@@ -202,7 +211,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--content-dir", type=Path, default=data / "content")
     p.add_argument("--style-dir", type=Path, default=data / "style")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "decoder")
-    p.add_argument("--export", type=Path, default=None, help="also write the fp16 decoder here at each checkpoint")
+    p.add_argument(
+        "--export", type=Path, default=None, help="also write the fp16 decoder here at each checkpoint"
+    )
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, default=160_000, help="stop at this global step")
     p.add_argument("--pretrain-steps", type=int, default=0, help="first steps learn to invert relu4_1")
@@ -250,10 +261,17 @@ def train(args: argparse.Namespace) -> int:
     def loader(folder: Path) -> DataLoader:
         dataset = RandomCrops(list_images(folder, validation=False), args.crop)
         sampler = RandomSampler(dataset, replacement=True, num_samples=10**9)
-        return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                          persistent_workers=args.workers > 0, drop_last=True)
+        return DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            sampler=sampler,
+            num_workers=args.workers,
+            persistent_workers=args.workers > 0,
+            drop_last=True,
+        )
 
     contents, styles = endless(loader(args.content_dir)), endless(loader(args.style_dir))
+
     def validation_batch(folder: Path) -> torch.Tensor:
         files = list_images(folder, validation=True) or list_images(folder, validation=False)  # tiny folders
         return center_crops(files[: args.val_size], args.val_crop).to(device)
@@ -271,11 +289,23 @@ def train(args: argparse.Namespace) -> int:
 
     def checkpoint(pretrain: bool) -> None:
         metrics, grid = validate(encoder, decoder, val_content, val_style, args.style_weight, pretrain)
-        writer.writerow([step, "val", metrics["content"], metrics["style"], metrics["total"],
-                         optimizer.param_groups[0]["lr"], images_seen, time.time()])
+        writer.writerow(
+            [
+                step,
+                "val",
+                metrics["content"],
+                metrics["style"],
+                metrics["total"],
+                optimizer.param_groups[0]["lr"],
+                images_seen,
+                time.time(),
+            ]
+        )
         log.flush()
         save_checkpoint(ckpt_path, decoder, optimizer, step, images_seen)
-        Image.fromarray((grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)).save(args.out / "val_grid.png")
+        Image.fromarray((grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)).save(
+            args.out / "val_grid.png"
+        )
         write_plot(log_path, args.out / "loss.png")
         if args.export:
             save_decoder(decoder, args.export)
@@ -287,8 +317,9 @@ def train(args: argparse.Namespace) -> int:
         pretrain = step < args.pretrain_steps
         content, style = next(contents).to(device), next(styles).to(device)
         losses = compute_losses(encoder, decoder, content, style, pretrain)
-        total = losses["content"] + (args.pixel_weight * losses["pixel"] if pretrain
-                                     else args.style_weight * losses["style"])
+        total = losses["content"] + (
+            args.pixel_weight * losses["pixel"] if pretrain else args.style_weight * losses["style"]
+        )
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -300,7 +331,18 @@ def train(args: argparse.Namespace) -> int:
             rate = args.log_every / (time.monotonic() - tick)
             tick = time.monotonic()
             c, s = float(losses["content"].detach()), float(losses["style"].detach())
-            writer.writerow([step, "train", c, s, float(total.detach()), optimizer.param_groups[0]["lr"], images_seen, time.time()])
+            writer.writerow(
+                [
+                    step,
+                    "train",
+                    c,
+                    s,
+                    float(total.detach()),
+                    optimizer.param_groups[0]["lr"],
+                    images_seen,
+                    time.time(),
+                ]
+            )
             bar.set_postfix_str(f"{'pre ' if pretrain else ''}c={c:.3f} s={s:.3f} {rate:.2f} it/s")
         if time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60 or step == args.pretrain_steps:
             checkpoint(pretrain)

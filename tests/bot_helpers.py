@@ -27,8 +27,13 @@ def bot_settings(emulator: BotAPIEmulator, data_dir, **overrides) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-def picture(width: int = 160, height: int = 120, seed: int = 0, corner: tuple[int, int, int] | None = None,
-            fmt: str = "PNG") -> bytes:
+def picture(
+    width: int = 160,
+    height: int = 120,
+    seed: int = 0,
+    corner: tuple[int, int, int] | None = None,
+    fmt: str = "PNG",
+) -> bytes:
     """A smooth random picture; ``corner`` paints the top-left pixel (the stub engine's fault trigger)."""
     rng = np.random.default_rng(seed)
     small = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8))

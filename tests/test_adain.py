@@ -44,7 +44,7 @@ def test_output_keeps_content_size_with_mixed_size_styles(stylizer, style, style
     odd_content = torch.rand(1, 3, 45, 61)  # not a multiple of 8
     out = stylizer.stylize(odd_content, [style, style2], weights=[0.5, 0.5])
     assert out.shape == odd_content.shape
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 def test_cached_and_uncached_stylization_identical(stylizer, content, style):
@@ -75,7 +75,9 @@ def test_preserve_color_histogram_moves_colours_towards_content(stylizer, conten
     plain = stylizer.stylize(content, [style])
     kept = stylizer.stylize(content, [style], preserve_color="histogram")
     target = chroma(content).mean(dim=(2, 3))
-    assert (chroma(kept).mean(dim=(2, 3)) - target).abs().sum() < (chroma(plain).mean(dim=(2, 3)) - target).abs().sum()
+    assert (chroma(kept).mean(dim=(2, 3)) - target).abs().sum() < (
+        chroma(plain).mean(dim=(2, 3)) - target
+    ).abs().sum()
 
 
 def test_histogram_matching_matches_mean_and_covariance():
@@ -93,7 +95,12 @@ def test_histogram_matching_matches_mean_and_covariance():
 
 @pytest.mark.parametrize(
     ("weights", "message"),
-    [([1.0], "2 style images"), ([-1.0, 2.0], "non-negative"), ([0.0, 0.0], "positive"), ([float("nan"), 1], "non")],
+    [
+        ([1.0], "2 style images"),
+        ([-1.0, 2.0], "non-negative"),
+        ([0.0, 0.0], "positive"),
+        ([float("nan"), 1], "non"),
+    ],
 )
 def test_bad_weights_are_rejected(weights, message):
     with pytest.raises(ValueError, match=message):

@@ -87,7 +87,9 @@ def test_alpha_command(user):
     photo, _ = result_photo(user)
     assert "style 0.5" in photo.params["caption"]
     user.send_text("/alpha 0.25")
-    offer = user.api.wait_for(lambda: next((s for s in user.log() if "Repaint your last" in s.params.get("text", "")), None))
+    offer = user.api.wait_for(
+        lambda: next((s for s in user.log() if "Repaint your last" in s.params.get("text", "")), None)
+    )
     user.press(offer.message, "alpha:rerender")
     photo, _ = result_photo(user, 2)
     assert "style 0.25" in photo.params["caption"]
@@ -114,8 +116,17 @@ def test_mix_flow(user):
     user.send_text("/mix")
     user.wait_text("Mixing styles")
     user.send_album([picture(seed=23), picture(seed=24)])
-    prompt = user.api.wait_for(lambda: next((s for s in user.log() if "Style 2 received" in s.params.get("text", "")
-                                             and s.message["message_id"] > photo.message["message_id"]), None))
+    prompt = user.api.wait_for(
+        lambda: next(
+            (
+                s
+                for s in user.log()
+                if "Style 2 received" in s.params.get("text", "")
+                and s.message["message_id"] > photo.message["message_id"]
+            ),
+            None,
+        )
+    )
     user.press(prompt.message, "mix:equal")
     result_photo(user, 2)
 
@@ -132,14 +143,18 @@ def test_hq_progress_and_result(user):
     assert len(percents) >= 2
 
 
-@pytest.mark.parametrize(("choice", "expected"), [("keep", texts.CANCELLED_KEEP), ("drop", texts.CANCELLED_NOTHING)])
+@pytest.mark.parametrize(
+    ("choice", "expected"), [("keep", texts.CANCELLED_KEEP), ("drop", texts.CANCELLED_NOTHING)]
+)
 def test_hq_cancel(user, choice, expected):
     user.send_text("/hq")
     user.send_photo(picture(seed=32))
     user.send_photo(picture(seed=33))
     user.wait_text("% done")
     user.send_text("/cancel")
-    question = user.api.wait_for(lambda: next((s for s in user.log() if s.params.get("text") == texts.CANCEL_HQ_ASK), None))
+    question = user.api.wait_for(
+        lambda: next((s for s in user.log() if s.params.get("text") == texts.CANCEL_HQ_ASK), None)
+    )
     user.press(question.message, f"cancel:{choice}")
     user.wait_text(expected)
     if choice == "keep":
@@ -182,11 +197,16 @@ def test_result_buttons(user):
         (lambda u: u.send_text("hello"), "I was expecting a picture"),
         (lambda u: u.send_sticker(), "I can't use stickers"),
         (lambda u: u.send_video(), "I can't use videos"),
-        (lambda u: u.send_document(b"%PDF-1.4 fake", "report.pdf", "application/pdf"), "doesn't look like an image"),
+        (
+            lambda u: u.send_document(b"%PDF-1.4 fake", "report.pdf", "application/pdf"),
+            "doesn't look like an image",
+        ),
         (lambda u: u.send_document(_truncated_jpeg(), "broken.jpg", "image/jpeg"), "damaged or truncated"),
         (lambda u: u.send_document(b"just text", "notes.png", "image/png"), "not an image"),
-        (lambda u: u.send_document(b"x" * 100, "huge.png", "image/png", declared_size=25 * 1024 * 1024),
-         "at most 20.0 MB"),
+        (
+            lambda u: u.send_document(b"x" * 100, "huge.png", "image/png", declared_size=25 * 1024 * 1024),
+            "at most 20.0 MB",
+        ),
         (lambda u: u.send_document(_bomb_png(), "bomb.png", "image/png"), "image too large"),
         (lambda u: u.send_text("/frobnicate"), "I don't know /frobnicate"),
         (lambda u: u.send_text("/cancel"), "There's nothing to cancel"),
@@ -280,7 +300,9 @@ def test_telegram_429_and_5xx_are_survived(user, emulator):
 
 def test_settings_keyboard(user):
     user.send_text("/settings")
-    menu = user.api.wait_for(lambda: next((s for s in user.log() if "Your settings" in s.params.get("text", "")), None))
+    menu = user.api.wait_for(
+        lambda: next((s for s in user.log() if "Your settings" in s.params.get("text", "")), None)
+    )
     user.press(menu.message, "set:color:luminance")
     user.wait_text("Keep photo colours: on (luminance)")
     user.press(menu.message, "set:size:512")

@@ -35,8 +35,19 @@ def test_fast_stylize_writes_image_of_requested_size(files, tmp_path, capsys, ra
 def test_mix_with_weights_and_preserve_color_png(files, tmp_path, random_decoder):
     content, style = files
     out = tmp_path / "mix.png"
-    args = ["stylize", str(content), str(style), str(content), "--weights", "0.7", "0.3",
-            "--preserve-color", "histogram", "-o", str(out)]
+    args = [
+        "stylize",
+        str(content),
+        str(style),
+        str(content),
+        "--weights",
+        "0.7",
+        "0.3",
+        "--preserve-color",
+        "histogram",
+        "-o",
+        str(out),
+    ]
     assert main(args) == 0
     assert Image.open(out).format == "PNG"
 
@@ -44,7 +55,10 @@ def test_mix_with_weights_and_preserve_color_png(files, tmp_path, random_decoder
 def test_hq_with_progress(files, tmp_path, capsys):
     content, style = files
     out = tmp_path / "hq.png"
-    assert main(["stylize", str(content), str(style), "-o", str(out), "--hq", "--steps", "4", "--size", "64"]) == 0
+    assert (
+        main(["stylize", str(content), str(style), "-o", str(out), "--hq", "--steps", "4", "--size", "64"])
+        == 0
+    )
     assert Image.open(out).size == (64, 64)
     assert "100%" in capsys.readouterr().err
 
@@ -91,6 +105,8 @@ def test_bad_output_extension_and_missing_decoder(files, tmp_path, capsys):
     content, style = files
     assert main(["stylize", str(content), str(style), "-o", str(tmp_path / "o.gif")]) == 1
     assert "must end in .png" in capsys.readouterr().err
-    code = main(["stylize", str(content), str(style), "-o", str(tmp_path / "o.jpg"), "--decoder", "/nope.safetensors"])
+    code = main(
+        ["stylize", str(content), str(style), "-o", str(tmp_path / "o.jpg"), "--decoder", "/nope.safetensors"]
+    )
     assert code == 1
     assert "decoder weights file not found" in capsys.readouterr().err

