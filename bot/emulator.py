@@ -500,5 +500,22 @@ class EmulatedUser:
     def wait_text(self, fragment: str, timeout: float = 30.0) -> str:
         return self.api.wait_for(lambda: next((t for t in self.texts() if fragment in t), None), timeout)
 
+    def wait_message(self, fragment: str, after: int = 0, timeout: float = 30.0) -> Sent:
+        """The first bot message newer than message id ``after`` whose text contains ``fragment``."""
+
+        def find() -> Sent | None:
+            return next(
+                (
+                    s
+                    for s in self.log()
+                    if s.message
+                    and s.message["message_id"] > after
+                    and fragment in (s.params.get("text") or "")
+                ),
+                None,
+            )
+
+        return self.api.wait_for(find, timeout)
+
     def wait_photos(self, count: int = 1, timeout: float = 60.0) -> list[Sent]:
         return self.api.wait_for(lambda: (p := self.photos()) and len(p) >= count and p, timeout)

@@ -57,6 +57,14 @@ def list_images(folder: Path, validation: bool) -> list[Path]:
     return [p for p in files if is_validation(p.name) == validation]
 
 
+def open_with_short_side(path: Path, short: int) -> Image.Image:
+    """RGB image resized so its shorter side is ``short`` (aspect ratio kept)."""
+    image = Image.open(path).convert("RGB")
+    scale = short / min(image.size)
+    size = (max(short, round(image.width * scale)), max(short, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
 class RandomCrops(Dataset):
     """Each item: the image with its short side resized to a random length, then a random square crop."""
 
@@ -69,13 +77,8 @@ class RandomCrops(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        image = Image.open(self.files[index]).convert("RGB")
         short = random.randint(self.crop, max(self.crop, round(self.crop * 1.5)))
-        scale = short / min(image.size)
-        image = image.resize(
-            (max(short, round(image.width * scale)), max(short, round(image.height * scale))),
-            Image.Resampling.BILINEAR,
-        )
+        image = open_with_short_side(self.files[index], short)
         left = random.randint(0, image.width - self.crop)
         top = random.randint(0, image.height - self.crop)
         return to_tensor(image.crop((left, top, left + self.crop, top + self.crop)))[0]
@@ -85,12 +88,7 @@ def center_crops(files: list[Path], crop: int) -> torch.Tensor:
     """Deterministic validation batch: short side to ``crop``, centre square."""
     tensors = []
     for path in files:
-        image = Image.open(path).convert("RGB")
-        scale = crop / min(image.size)
-        image = image.resize(
-            (max(crop, round(image.width * scale)), max(crop, round(image.height * scale))),
-            Image.Resampling.BILINEAR,
-        )
+        image = open_with_short_side(path, crop)
         left, top = (image.width - crop) // 2, (image.height - crop) // 2
         tensors.append(to_tensor(image.crop((left, top, left + crop, top + crop)))[0])
     return torch.stack(tensors)

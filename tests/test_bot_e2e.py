@@ -87,9 +87,7 @@ def test_alpha_command(user):
     photo, _ = result_photo(user)
     assert "style 0.5" in photo.params["caption"]
     user.send_text("/alpha 0.25")
-    offer = user.api.wait_for(
-        lambda: next((s for s in user.log() if "Repaint your last" in s.params.get("text", "")), None)
-    )
+    offer = user.wait_message("Repaint your last")
     user.press(offer.message, "alpha:rerender")
     photo, _ = result_photo(user, 2)
     assert "style 0.25" in photo.params["caption"]
@@ -116,17 +114,7 @@ def test_mix_flow(user):
     user.send_text("/mix")
     user.wait_text("Mixing styles")
     user.send_album([picture(seed=23), picture(seed=24)])
-    prompt = user.api.wait_for(
-        lambda: next(
-            (
-                s
-                for s in user.log()
-                if "Style 2 received" in s.params.get("text", "")
-                and s.message["message_id"] > photo.message["message_id"]
-            ),
-            None,
-        )
-    )
+    prompt = user.wait_message("Style 2 received", after=photo.message["message_id"])
     user.press(prompt.message, "mix:equal")
     result_photo(user, 2)
 
@@ -152,9 +140,7 @@ def test_hq_cancel(user, choice, expected):
     user.send_photo(picture(seed=33))
     user.wait_text("% done")
     user.send_text("/cancel")
-    question = user.api.wait_for(
-        lambda: next((s for s in user.log() if s.params.get("text") == texts.CANCEL_HQ_ASK), None)
-    )
+    question = user.wait_message(texts.CANCEL_HQ_ASK)
     user.press(question.message, f"cancel:{choice}")
     user.wait_text(expected)
     if choice == "keep":
@@ -300,9 +286,7 @@ def test_telegram_429_and_5xx_are_survived(user, emulator):
 
 def test_settings_keyboard(user):
     user.send_text("/settings")
-    menu = user.api.wait_for(
-        lambda: next((s for s in user.log() if "Your settings" in s.params.get("text", "")), None)
-    )
+    menu = user.wait_message("Your settings")
     user.press(menu.message, "set:color:luminance")
     user.wait_text("Keep photo colours: on (luminance)")
     user.press(menu.message, "set:size:512")
