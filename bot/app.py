@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
+from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
 from telegram.ext import (
@@ -24,6 +26,7 @@ from bot.delivery import make_notifier
 from bot.jobs import JobBackend
 from bot.pool import EmbeddedPool
 from bot.services import SERVICES_KEY, Services
+from bot.updates import PerUserUpdateProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
         .base_url(settings.bot_api_url)
         .base_file_url(settings.bot_file_url)
         .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(PerUserUpdateProcessor())
         .persistence(persistence)
         .post_init(post_init)
         .post_stop(post_stop)
@@ -96,14 +100,23 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
     return application
 
 
+def webhook_options(settings: Settings) -> dict[str, Any]:
+    """``run_webhook``/``start_webhook`` arguments: serve the public URL's own path, check the secret."""
+    assert settings.webhook_url and settings.webhook_secret  # Settings enforces the pair
+    return {
+        "listen": settings.webhook_listen,
+        "port": settings.webhook_port,
+        "url_path": urlparse(settings.webhook_url).path.lstrip("/"),
+        "webhook_url": settings.webhook_url,
+        "secret_token": settings.webhook_secret.get_secret_value(),
+        "allowed_updates": Update.ALL_TYPES,
+    }
+
+
 def run(settings: Settings) -> None:
     """Long polling by default; a webhook server when WEBHOOK_URL is set."""
     application = build_application(settings)
     if settings.webhook_url:
-        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        application.run_webhook(
-            listen=settings.webhook_listen, port=settings.webhook_port, webhook_url=settings.webhook_url,
-            secret_token=secret, allowed_updates=Update.ALL_TYPES,
-        )  # fmt: skip
+        application.run_webhook(**webhook_options(settings))
     else:
         application.run_polling(allowed_updates=Update.ALL_TYPES)

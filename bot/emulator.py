@@ -4,7 +4,8 @@ It speaks real HTTP with Telegram's JSON shapes, so the real ``Application`` (ht
 rate limiter, retries) runs against it unchanged via ``base_url``/``base_file_url``. Tests act as
 users through ``EmulatedUser`` (text, commands, photos, documents, albums, stickers, button
 presses) and read what the bot sent from ``chat_log``. Fault injection: ``fail_next`` (429 with
-retry_after, 5xx) and ``delay`` (slow responses).
+retry_after, 5xx) and ``delay`` (slow responses). Once the bot calls ``setWebhook``, updates are
+POSTed to its URL with the ``X-Telegram-Bot-Api-Secret-Token`` header, as Telegram does.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import hashlib
 import io
 import itertools
 import json
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -52,6 +56,15 @@ class _Fault:
     status: int
     retry_after: int
     remaining: int
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (the bot stopping mid long-poll) is normal, not a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class BotAPIEmulator:
@@ -90,8 +103,7 @@ class BotAPIEmulator:
             def do_POST(self) -> None:
                 emulator._handle(self, "POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True, name="bot-api-emulator").start()
         return self
 
@@ -126,8 +138,27 @@ class BotAPIEmulator:
     def push_update(self, update: dict) -> None:
         with self._cond:
             update["update_id"] = next(self._update_ids)
-            self._updates.append(update)
-            self._cond.notify_all()
+            webhook = self.webhook
+            if webhook is None:
+                self._updates.append(update)
+                self._cond.notify_all()
+        if webhook is not None:
+            self.post_to_webhook(update, webhook.get("secret_token"))
+
+    def post_to_webhook(self, update: dict, secret: str | None) -> int:
+        """Deliver one update to the registered webhook; returns the HTTP status the bot answered."""
+        request = urllib.request.Request(
+            self.webhook["url"],
+            data=json.dumps(update).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        if secret is not None:
+            request.add_header("X-Telegram-Bot-Api-Secret-Token", secret)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
 
     def store_file(self, data: bytes, suffix: str) -> tuple[str, str]:
         with self._cond:
@@ -260,7 +291,6 @@ class BotAPIEmulator:
             return self._get_updates(params)
         simple = {
             "getMe": BOT_USER,
-            "deleteWebhook": True,
             "sendChatAction": True,
             "answerCallbackQuery": True,
             "close": True,
@@ -275,6 +305,9 @@ class BotAPIEmulator:
             return True
         if method == "setWebhook":
             self.webhook = params
+            return True
+        if method == "deleteWebhook":
+            self.webhook = None
             return True
         if method == "getWebhookInfo":
             return {

@@ -88,7 +88,8 @@ async def _render_pending(update: Update, context: Context, weights: list[float]
     user_settings = state.settings
     render = Render(
         content=state.content, styles=list(state.styles), weights=weights, alpha=user_settings.alpha,
-        preserve_color=user_settings.preserve_color, max_side=user_settings.max_side, hq=user_settings.hq_next,
+        preserve_color=user_settings.preserve_color, max_side=user_settings.max_side,
+        hq=user_settings.hq_next,
     )  # fmt: skip
     user_settings.hq_next = False
     state.reset()

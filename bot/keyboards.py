@@ -10,6 +10,7 @@ from bot.texts import format_alpha
 
 ALPHA_CHOICES = (0.25, 0.5, 0.75, 1.0)
 SIZE_CHOICES = (512, 768, 1024)
+COLOR_CHOICES = (("none", "Style colours"), ("luminance", "Keep colours"), ("histogram", "Match colours"))
 
 
 def result_keyboard(alpha: float, preserve_color: str, hq: bool) -> Markup:
@@ -58,7 +59,7 @@ def settings_keyboard(settings: UserSettings) -> Markup:
         [Button(mark(abs(a - settings.alpha) < 1e-6, f"α {format_alpha(a)}"), callback_data=f"set:alpha:{a}")
          for a in ALPHA_CHOICES],
         [Button(mark(settings.preserve_color == m, label), callback_data=f"set:color:{m}")
-         for m, label in (("none", "Style colours"), ("luminance", "Keep colours"), ("histogram", "Match colours"))],
+         for m, label in COLOR_CHOICES],
         [Button(mark(settings.max_side == s, f"{s}px"), callback_data=f"set:size:{s}") for s in SIZE_CHOICES],
         [Button(("✅ " if settings.hq_next else "") + "HQ for next picture", callback_data="set:hq:toggle")],
     ])  # fmt: skip

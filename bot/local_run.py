@@ -1,8 +1,8 @@
 """Run the real Application in a background thread (its own event loop) against any Bot API URL.
 
 Used by ``make demo``, the end-to-end tests and the load scenario: it performs the same start and
-stop sequence as ``run_polling`` (initialize, post_init, polling, start / stop, post_stop,
-shutdown) without taking over the main thread or its signals.
+stop sequence as ``run_polling``/``run_webhook`` (initialize, post_init, polling or webhook, start /
+stop, post_stop, shutdown) without taking over the main thread or its signals.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from concurrent.futures import Future
 
 from telegram.ext import Application
 
-from bot.app import build_application
+from bot.app import build_application, webhook_options
 from bot.config import Settings
 
 
@@ -40,7 +40,10 @@ class LocalBot:
         await app.initialize()
         if app.post_init:
             await app.post_init(app)
-        await app.updater.start_polling(poll_interval=0.0, timeout=1, drop_pending_updates=False)
+        if self.settings.webhook_url:
+            await app.updater.start_webhook(**webhook_options(self.settings))
+        else:
+            await app.updater.start_polling(poll_interval=0.0, timeout=1, drop_pending_updates=False)
         await app.start()
 
     def stop(self) -> None:

@@ -55,6 +55,7 @@ class EmbeddedPool:
         self._workers: dict[int, _Worker] = {}
         self._durations = {"fast": 5.0, "hq": settings.hq_time_budget_s / 2}
         self._closing = False
+        self._delivering: set[asyncio.Task] = set()  # final events being sent to users
         self.restarts = 0
 
     # ------------------------------------------------------------------ public API
@@ -74,7 +75,8 @@ class EmbeddedPool:
             raise AlreadyBusy("You already have a picture in progress. Wait for it, or /cancel it first.")
         if len(self._pending) >= self.settings.queue_limit:
             raise QueueFull(
-                f"I'm very busy right now ({len(self._pending)} pictures waiting). Please try again in a minute."
+                f"I'm very busy right now ({len(self._pending)} pictures waiting). "
+                "Please try again in a minute."
             )
         return await self._enqueue(job)
 
@@ -119,7 +121,7 @@ class EmbeddedPool:
         kept = interrupted + list(self._pending)
         for task in self._slots:
             task.cancel()
-        await asyncio.gather(*self._slots, return_exceptions=True)
+        await asyncio.gather(*self._slots, *self._delivering, return_exceptions=True)
         for slot in list(self._workers):
             self._kill(slot)
         self._save_pending(kept)
@@ -172,8 +174,8 @@ class EmbeddedPool:
             "threads": max(1, cores // self.settings.workers_per_device),
         }
         process = context.Process(
-            target=worker_main, args=(jobs_out, control_out, events_in, config), name=f"atelier-worker-{slot}",
-            daemon=True,
+            target=worker_main, args=(jobs_out, control_out, events_in, config),
+            name=f"atelier-worker-{slot}", daemon=True,
         )  # fmt: skip
         process.start()
         for child_end in (jobs_out, control_out, events_in):
@@ -236,20 +238,24 @@ class EmbeddedPool:
             job = await self._next_job()
             self._running[str(slot)] = job
             try:
-                worker_lost = await self._execute(slot, job)
+                outcome, worker_lost = await self._execute(slot, job)
             except asyncio.CancelledError:
                 raise  # stop(): the job stays in _running, so it is kept for the next start
             except Exception:
                 logger.exception("slot %d failed running job %s", slot, job.job_id)
-                await self._emit(JobEvent("failed", job, message=CRASHED))
-                worker_lost = True
-            self._running.pop(str(slot), None)  # the user may send a new job while we restart
+                outcome, worker_lost = JobEvent("failed", job, message=CRASHED), True
+            # Finished: never kept for a restart. The user may send a new job while we deliver/restart.
+            self._running.pop(str(slot), None)
+            delivery = asyncio.create_task(self._emit(outcome))
+            self._delivering.add(delivery)
+            delivery.add_done_callback(self._delivering.discard)
+            await asyncio.shield(delivery)  # stop() waits for it rather than losing a finished result
             self._forget(job)
             if worker_lost:
                 await self._replace(slot)
 
-    async def _execute(self, slot: int, job: RenderJob) -> bool:
-        """Run one job; returns True when the worker crashed or hung and must be replaced."""
+    async def _execute(self, slot: int, job: RenderJob) -> tuple[JobEvent, bool]:
+        """Run one job; returns its final event and whether the worker crashed or hung (replace it)."""
         worker = self._workers[slot]
         started = time.monotonic()
         deadline = started + self._deadline(job)
@@ -258,13 +264,11 @@ class EmbeddedPool:
             message = await self._receive(worker, max(0.0, deadline - time.monotonic()))
             if message is None:
                 logger.error("job %s overran its deadline; killing worker %d", job.job_id, slot)
-                await self._emit(JobEvent("failed", job, message=TIMED_OUT))
-                return True
+                return JobEvent("failed", job, message=TIMED_OUT), True
             kind = message[0]
             if kind == "exited":
                 logger.error("worker %d died during job %s", slot, job.job_id)
-                await self._emit(JobEvent("failed", job, message=CRASHED))
-                return True
+                return JobEvent("failed", job, message=CRASHED), True
             if kind == "started":
                 await self._emit(JobEvent("started", job))
             elif kind == "progress":
@@ -272,14 +276,11 @@ class EmbeddedPool:
             elif kind == "done":
                 elapsed = time.monotonic() - started
                 self._durations[job.kind] = 0.7 * self._durations[job.kind] + 0.3 * elapsed
-                await self._emit(JobEvent("done", job, image=message[2], size=message[3]))
-                return False
+                return JobEvent("done", job, image=message[2], size=message[3]), False
             elif kind == "cancelled":
-                await self._emit(JobEvent("cancelled", job, image=message[2], size=message[3]))
-                return False
+                return JobEvent("cancelled", job, image=message[2], size=message[3]), False
             elif kind == "failed":
-                await self._emit(JobEvent("failed", job, message=message[2]))
-                return False
+                return JobEvent("failed", job, message=message[2]), False
 
     # ------------------------------------------------------------------ persistence of the queue
     def _save_pending(self, jobs: list[RenderJob]) -> None:

@@ -50,7 +50,8 @@ class Render:
         return RenderOptions(
             weights=self.weights, alpha=self.alpha, preserve_color=self.preserve_color,
             max_side=min(self.max_side, hq_max_side) if self.hq else self.max_side,
-            hq=self.hq, steps=hq_steps if self.hq else None, time_budget_s=hq_time_budget_s if self.hq else None,
+            hq=self.hq, steps=hq_steps if self.hq else None,
+            time_budget_s=hq_time_budget_s if self.hq else None,
         )  # fmt: skip
 
 

@@ -32,7 +32,10 @@ NEW_PAIR = "Send another photo to start a new picture, or use the buttons above 
 NOT_A_PICTURE = "I can only work with pictures: send a photo or an image file (JPEG, PNG, WebP…)."
 UNSUPPORTED_KIND = "I can't use {kind}. Send a photo or an image file instead."
 TEXT_WHEN_PICTURE_EXPECTED = "I was expecting a picture. {next_step}"
-FILE_TOO_BIG = "That file is {size}. Telegram lets me download at most {limit}; send it as a photo (compressed) or a smaller file."
+FILE_TOO_BIG = (
+    "That file is {size}. Telegram lets me download at most {limit}; "
+    "send it as a photo (compressed) or a smaller file."
+)
 NOT_AN_IMAGE_DOCUMENT = "“{name}” doesn't look like an image ({mime}). Send a photo or an image file."
 BAD_IMAGE = "I couldn't use that picture: {reason}."
 DOWNLOAD_FAILED = "I couldn't download that picture from Telegram. Please send it again."
@@ -67,7 +70,10 @@ MIX_NEED_CONTENT = (
     "Let's blend styles. First send the <b>photo</b> to repaint; then I'll ask for the style pictures."
 )
 MIX_GOT_STYLE = "Style {count} received. Send another, or send weights (like <code>{example}</code>)."
-MIX_ENOUGH = "That's {max_mix} styles, the most I can blend. Send the weights (like <code>{example}</code>) or tap a button."
+MIX_ENOUGH = (
+    "That's {max_mix} styles, the most I can blend. "
+    "Send the weights (like <code>{example}</code>) or tap a button."
+)
 MIX_NEED_MORE = "Send at least one more style picture to blend (you have {count})."
 
 SETTINGS = (

@@ -141,18 +141,19 @@ def run_stylize(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # train/eval own their flags; argparse's REMAINDER cannot pass on a leading "--option".
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
     try:
-        if args.command == "train":
+        if command == "train":
             from nst_core.train import main as train_main
 
-            return train_main(args.rest)
-        if args.command == "eval":
+            return train_main(rest)
+        if command == "eval":
             from nst_core.evaluate import main as eval_main
 
-            return eval_main(args.rest)
-        return run_stylize(args)
+            return eval_main(rest)
+        return run_stylize(build_parser().parse_args(argv))
     except NSTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

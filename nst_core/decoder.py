@@ -15,8 +15,8 @@ DECODER_PATH_ENV = "NST_DECODER_PATH"
 DEFAULT_DECODER_PATH = Path(__file__).resolve().parent.parent / "weights" / "decoder.safetensors"
 
 # Raw Caffe VGG activations at relu4_1 are large (their mean std over natural images and artworks
-# is ~600, see weights/README.md); dividing by it keeps the decoder's first layer in the range PyTorch's default
-# init and Adam's step size expect, so training starts well-conditioned.
+# is ~600, see weights/README.md); dividing by it keeps the decoder's first layer in the range
+# PyTorch's default init and Adam's step size expect, so training starts well-conditioned.
 FEATURE_SCALE = 600.0
 
 

@@ -19,7 +19,15 @@ from PIL import Image, ImageOps
 
 from nst_core.adain import ENCODER_LAYER, Stylizer
 from nst_core.images import fit_max_side, load_image, to_pil, to_tensor
-from nst_core.train import IMAGE_SUFFIXES, REPO, STYLE_LAYERS, content_loss, list_images, style_loss
+from nst_core.train import (
+    IMAGE_SUFFIXES,
+    REPO,
+    STYLE_LAYERS,
+    content_loss,
+    list_images,
+    normalized_stats,
+    style_loss,
+)
 
 ALPHAS = (1.0, 0.5)
 
@@ -58,14 +66,14 @@ def evaluate(
         for col, style_image in enumerate(style_images, start=1):
             style = to_tensor(style_image)
             with torch.inference_mode():
-                style_features = stylizer.encoder(style, STYLE_LAYERS)
+                style_stats = normalized_stats(stylizer.encoder(style, STYLE_LAYERS))
             for alpha in ALPHAS:
                 output = stylizer.stylize(content, [style], alpha=alpha)
                 target = stylizer.target_features(content_features, [style], alpha=alpha)
                 with torch.inference_mode():
                     output_features = stylizer.encoder(output, STYLE_LAYERS)
                     sums[alpha][0] += float(content_loss(output_features[ENCODER_LAYER], target))
-                    sums[alpha][1] += float(style_loss(output_features, style_features))
+                    sums[alpha][1] += float(style_loss(output_features, style_stats))
                 if alpha == 1.0:
                     grid.paste(ImageOps.fit(to_pil(output), cell), (col * size, row * size))
     grid_path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result.pairs} pairs, grid written to {args.output}")
     for alpha in ALPHAS:
         print(
-            f"alpha={alpha}: content loss {result.content_loss[alpha]:.4f}, style loss {result.style_loss[alpha]:.4f}"
+            f"alpha={alpha}: content loss {result.content_loss[alpha]:.4f}, "
+            f"style loss {result.style_loss[alpha]:.4f}"
         )
     return 0

@@ -211,7 +211,13 @@ class GatysOptimizer:
 
             level_start = state["step"]
 
-            def closure(pixels=pixels, targets=targets, scale=scale, level_end=level_start + level_steps):
+            def closure(
+                pixels=pixels,
+                targets=targets,
+                scale=scale,
+                level_end=level_start + level_steps,
+                optimizer=optimizer,
+            ):
                 if state["step"] >= level_end:  # the line search may ask for more evaluations
                     raise _Stop("level done")
                 if cancel is not None and cancel.cancelled:

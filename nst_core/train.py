@@ -25,6 +25,7 @@ import csv
 import hashlib
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -32,11 +33,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from nst_core.adain import adain, feature_stats
+from nst_core.adain import StyleStats, adain, feature_stats
 from nst_core.decoder import Decoder, save_decoder
-from nst_core.device import resolve_device, use_all_cpu_cores
+from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import to_tensor
 from nst_core.vgg import get_encoder
 
@@ -65,23 +65,12 @@ def open_with_short_side(path: Path, short: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR)
 
 
-class RandomCrops(Dataset):
-    """Each item: the image with its short side resized to a random length, then a random square crop."""
-
-    def __init__(self, files: list[Path], crop: int) -> None:
-        if not files:
-            raise ValueError("no images found")
-        self.files, self.crop = files, crop
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        short = random.randint(self.crop, max(self.crop, round(self.crop * 1.5)))
-        image = open_with_short_side(self.files[index], short)
-        left = random.randint(0, image.width - self.crop)
-        top = random.randint(0, image.height - self.crop)
-        return to_tensor(image.crop((left, top, left + self.crop, top + self.crop)))[0]
+def random_square(path: Path, crop: int, rng: random.Random) -> torch.Tensor:
+    """uint8 (3, crop, crop): the short side resized to a random length in [crop, 1.5·crop], then cut."""
+    image = open_with_short_side(path, rng.randint(crop, round(crop * 1.5)))
+    left, top = rng.randint(0, image.width - crop), rng.randint(0, image.height - crop)
+    square = np.asarray(image.crop((left, top, left + crop, top + crop)))
+    return torch.from_numpy(square.copy()).permute(2, 0, 1)
 
 
 def center_crops(files: list[Path], crop: int) -> torch.Tensor:
@@ -94,9 +83,59 @@ def center_crops(files: list[Path], crop: int) -> torch.Tensor:
     return torch.stack(tensors)
 
 
-def endless(loader: DataLoader):
-    while True:
-        yield from loader
+def normalized_stats(features: dict[str, torch.Tensor]) -> dict[str, StyleStats]:
+    """Channel mean/std of each style layer, on the LAYER_SCALE-normalised scale."""
+    return {layer: feature_stats(features[layer].float() / LAYER_SCALE[layer]) for layer in STYLE_LAYERS}
+
+
+@torch.no_grad()
+def build_bank(
+    files: list[Path], crop: int, per_image: int, encoder, keep_features: bool, seed: int, amp: bool
+) -> dict[str, torch.Tensor]:
+    """Random crops of ``files`` with what the frozen encoder says of them, computed once.
+
+    The encoder never changes, so its view of the training crops is computed up front (like nanoGPT's
+    prepare step): uint8 pixels, relu4_1 in bf16 (content only) and the normalised statistics of every
+    style layer. Each step then costs only the decoder and the encoder pass over its output, and no
+    image decoding competes with the training for the CPU.
+    """
+    rng = random.Random(seed)
+    pixels = torch.stack([random_square(path, crop, rng) for path in files for _ in range(per_image)])
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in pixels.split(16):
+        with torch.autocast(encoder.bgr_mean.device.type, dtype=torch.bfloat16, enabled=amp):
+            features = encoder(batch.float().div(255).to(encoder.bgr_mean.device), STYLE_LAYERS)
+        if keep_features:
+            parts.setdefault("relu4_1", []).append(features["relu4_1"].to("cpu", torch.bfloat16))
+        for layer, stats in normalized_stats(features).items():
+            parts.setdefault(f"mean/{layer}", []).append(stats.mean.cpu())
+            parts.setdefault(f"std/{layer}", []).append(stats.std.cpu())
+    return {"pixels": pixels} | {key: torch.cat(chunks) for key, chunks in parts.items()}
+
+
+def load_or_build_bank(
+    folder: Path, out: Path, args: argparse.Namespace, encoder, keep_features: bool, amp: bool
+):
+    """The bank of ``folder``'s training files, cached in ``out`` under a name that pins its inputs."""
+    files = list_images(folder, validation=False)
+    if not files:
+        raise ValueError(f"no training images in {folder}")
+    per_image = args.crops_per_image
+    key = hashlib.sha1(f"{[f.name for f in files]}|{args.crop}|{per_image}|{args.seed}".encode()).hexdigest()
+    path = out / f"bank-{folder.name}-{key[:12]}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    print(f"encoding {len(files)} × {per_image} crops of {folder} (once; cached in {path.name})")
+    bank = build_bank(files, args.crop, per_image, encoder, keep_features, args.seed, amp)
+    torch.save(bank, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return bank
+
+
+def bank_stats(bank: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, StyleStats]:
+    return {
+        layer: StyleStats(bank[f"mean/{layer}"][index], bank[f"std/{layer}"][index]) for layer in STYLE_LAYERS
+    }
 
 
 # ----------------------------------------------------------------------------- loss
@@ -106,37 +145,36 @@ def content_loss(output_relu4_1: torch.Tensor, target: torch.Tensor) -> torch.Te
     return F.mse_loss(output_relu4_1 / scale, target / scale)
 
 
-def style_loss(
-    output_features: dict[str, torch.Tensor], style_features: dict[str, torch.Tensor]
-) -> torch.Tensor:
+def style_loss(output_features: dict[str, torch.Tensor], style: dict[str, StyleStats]) -> torch.Tensor:
     """L_s: channel means and stds of output and style at relu1_1…relu4_1, each layer normalised."""
-    total = torch.zeros((), device=output_features[STYLE_LAYERS[0]].device)
-    for layer in STYLE_LAYERS:
-        out_stats = feature_stats(output_features[layer] / LAYER_SCALE[layer])
-        sty_stats = feature_stats(style_features[layer] / LAYER_SCALE[layer])
-        total = total + F.mse_loss(out_stats.mean, sty_stats.mean) + F.mse_loss(out_stats.std, sty_stats.std)
-    return total
+    output = normalized_stats(output_features)
+    return sum(
+        F.mse_loss(output[layer].mean, style[layer].mean) + F.mse_loss(output[layer].std, style[layer].std)
+        for layer in STYLE_LAYERS
+    )  # type: ignore[return-value]
 
 
-def compute_losses(encoder, decoder, content, style, pretrain: bool) -> dict[str, torch.Tensor]:
-    """Content and style losses of one batch; in pretraining the target is the content itself."""
-    with torch.no_grad():
-        content_features = encoder(content, ["relu4_1"])["relu4_1"]
-        style_features = encoder(style, STYLE_LAYERS)
-        target = (
-            content_features
-            if pretrain
-            else adain(content_features, feature_stats(style_features["relu4_1"]))
-        )
+def adain_target(content_features: torch.Tensor, style: dict[str, StyleStats]) -> torch.Tensor:
+    """AdaIN target t from normalised style stats (scaled back to relu4_1's own range)."""
+    scale = LAYER_SCALE["relu4_1"]
+    return adain(content_features, StyleStats(style["relu4_1"].mean * scale, style["relu4_1"].std * scale))
+
+
+def compute_losses(
+    encoder, decoder, content_features, content_pixels, style: dict[str, StyleStats], pretrain: bool
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Losses of one batch and the decoded images; in pretraining the target is the content itself."""
+    content_features = content_features.float()
+    target = content_features if pretrain else adain_target(content_features, style)
     output = decoder(target)
-    output_features = encoder(output, STYLE_LAYERS)
+    output_features = {k: v.float() for k, v in encoder(output, STYLE_LAYERS).items()}
     losses = {"content": content_loss(output_features["relu4_1"], target)}
     if pretrain:
-        losses["pixel"] = F.mse_loss(output, content)
+        losses["pixel"] = F.mse_loss(output.float(), content_pixels)
         losses["style"] = torch.zeros(())
     else:
-        losses["style"] = style_loss(output_features, style_features)
-    return losses
+        losses["style"] = style_loss(output_features, style)
+    return losses, output
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -156,7 +194,8 @@ def save_checkpoint(path: Path, decoder, optimizer, step: int, images_seen: int)
 def load_checkpoint(path: Path, decoder, optimizer) -> tuple[int, int]:
     state = torch.load(path, map_location="cpu", weights_only=False)
     decoder.load_state_dict(state["decoder"])
-    optimizer.load_state_dict(state["optimizer"])
+    if "optimizer" in state:  # a slimmed checkpoint (decoder only) restarts Adam's moments
+        optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
     random.setstate(state["rng"]["python"])
@@ -189,12 +228,13 @@ def write_plot(log_path: Path, out_path: Path) -> None:
 
 
 @torch.no_grad()
-def validate(encoder, decoder, val_content, val_style, style_weight: float, pretrain: bool):
+def validate(encoder, decoder, val_content, val_style, style_weight: float):
+    """The full objective (style phase) on the fixed validation pairs, and a content/style/result grid."""
     decoder.eval()
-    losses = compute_losses(encoder, decoder, val_content, val_style, pretrain)
-    with torch.no_grad():
-        content_features = encoder(val_content, ["relu4_1"])["relu4_1"]
-        styled = decoder(adain(content_features, feature_stats(encoder(val_style, ["relu4_1"])["relu4_1"])))
+    style = normalized_stats(encoder(val_style, STYLE_LAYERS))
+    losses, styled = compute_losses(
+        encoder, decoder, encoder(val_content)["relu4_1"], val_content, style, False
+    )
     decoder.train()
     grid = torch.cat([val_content, val_style, styled.clamp(0, 1)], dim=2)  # rows: content / style / result
     grid = torch.cat(list(grid), dim=2)
@@ -217,12 +257,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pretrain-steps", type=int, default=0, help="first steps learn to invert relu4_1")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
+    p.add_argument(
+        "--crops-per-image", type=int, default=3, help="random crops per image in the feature bank"
+    )
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr-decay", type=float, default=5e-5, help="lr = lr0 / (1 + decay * step)")
     p.add_argument("--style-weight", type=float, default=10.0, help="λ")
     p.add_argument("--pixel-weight", type=float, default=10.0, help="pixel MSE weight in pretraining")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--amp", choices=("auto", "on", "off"), default="auto", help="bf16 autocast (auto: if fast)"
+    )
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument(
+        "--max-minutes", type=float, default=0.0, help="stop (and checkpoint) after this; 0: no limit"
+    )
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--val-size", type=int, default=8)
     p.add_argument("--val-crop", type=int, default=192)
@@ -233,7 +281,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Run until ``args.steps`` or a signal; returns the step reached."""
+    """Run until ``args.steps``, ``args.max_minutes`` or a signal; returns the step reached."""
     from tqdm import tqdm
 
     device = resolve_device(args.device)
@@ -244,8 +292,12 @@ def train(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = args.out / "ckpt.pt", args.out / "log.csv"
 
-    encoder = get_encoder(None, "cpu").to(device)
-    decoder = Decoder().to(device).train()
+    # bf16 autocast + channels_last: ~3x faster steps on CPUs with AVX-512 BF16 and on tensor-core GPUs.
+    amp = args.amp == "on" or (args.amp == "auto" and bf16_is_fast(device))
+    memory_format = torch.channels_last if amp else torch.contiguous_format
+    torch.backends.cudnn.benchmark = True
+    encoder = get_encoder(None, "cpu").to(device, memory_format=memory_format)
+    decoder = Decoder().to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(decoder.parameters(), lr=args.lr)
     step, images_seen = 0, 0
     if args.resume and ckpt_path.exists():
@@ -256,19 +308,8 @@ def train(args: argparse.Namespace) -> int:
     for group in optimizer.param_groups:
         group["lr"] = args.lr / (1.0 + args.lr_decay * step)
 
-    def loader(folder: Path) -> DataLoader:
-        dataset = RandomCrops(list_images(folder, validation=False), args.crop)
-        sampler = RandomSampler(dataset, replacement=True, num_samples=10**9)
-        return DataLoader(
-            dataset,
-            batch_size=args.batch_size,
-            sampler=sampler,
-            num_workers=args.workers,
-            persistent_workers=args.workers > 0,
-            drop_last=True,
-        )
-
-    contents, styles = endless(loader(args.content_dir)), endless(loader(args.style_dir))
+    contents = load_or_build_bank(args.content_dir, args.out, args, encoder, keep_features=True, amp=amp)
+    styles = load_or_build_bank(args.style_dir, args.out, args, encoder, keep_features=False, amp=amp)
 
     def validation_batch(folder: Path) -> torch.Tensor:
         files = list_images(folder, validation=True) or list_images(folder, validation=False)  # tiny folders
@@ -285,20 +326,14 @@ def train(args: argparse.Namespace) -> int:
     if new_log:
         writer.writerow(["step", "split", "content", "style", "total", "lr", "images_seen", "wall"])
 
-    def checkpoint(pretrain: bool) -> None:
-        metrics, grid = validate(encoder, decoder, val_content, val_style, args.style_weight, pretrain)
+    def write_row(split: str, content: float, style: float, total: float) -> None:
         writer.writerow(
-            [
-                step,
-                "val",
-                metrics["content"],
-                metrics["style"],
-                metrics["total"],
-                optimizer.param_groups[0]["lr"],
-                images_seen,
-                time.time(),
-            ]
+            [step, split, content, style, total, optimizer.param_groups[0]["lr"], images_seen, time.time()]
         )
+
+    def checkpoint() -> None:
+        metrics, grid = validate(encoder, decoder, val_content, val_style, args.style_weight)
+        write_row("val", metrics["content"], metrics["style"], metrics["total"])
         log.flush()
         save_checkpoint(ckpt_path, decoder, optimizer, step, images_seen)
         Image.fromarray((grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)).save(
@@ -309,12 +344,22 @@ def train(args: argparse.Namespace) -> int:
             save_decoder(decoder, args.export)
         bar.write(f"step {step}: val content {metrics['content']:.4f} style {metrics['style']:.4f}")
 
-    bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True)
-    last_checkpoint, tick = time.monotonic(), time.monotonic()
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True, mininterval=0.1 if interactive else 60)
+    started = last_checkpoint = tick = time.monotonic()
     while step < args.steps and not stop["flag"]:
+        if args.max_minutes and time.monotonic() - started > args.max_minutes * 60:
+            break
         pretrain = step < args.pretrain_steps
-        content, style = next(contents).to(device), next(styles).to(device)
-        losses = compute_losses(encoder, decoder, content, style, pretrain)
+        c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
+        s_index = torch.randint(len(styles["pixels"]), (args.batch_size,))
+        content_features = contents["relu4_1"][c_index].to(device, memory_format=memory_format)
+        content_pixels = contents["pixels"][c_index].to(device).float().div(255)
+        style = {
+            k: StyleStats(v.mean.to(device), v.std.to(device)) for k, v in bank_stats(styles, s_index).items()
+        }
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            losses, _ = compute_losses(encoder, decoder, content_features, content_pixels, style, pretrain)
         total = losses["content"] + (
             args.pixel_weight * losses["pixel"] if pretrain else args.style_weight * losses["style"]
         )
@@ -323,29 +368,18 @@ def train(args: argparse.Namespace) -> int:
         optimizer.step()
         scheduler.step()
         step += 1
-        images_seen += content.shape[0]
+        images_seen += args.batch_size
         bar.update(1)
         if step % args.log_every == 0:
             rate = args.log_every / (time.monotonic() - tick)
             tick = time.monotonic()
             c, s = float(losses["content"].detach()), float(losses["style"].detach())
-            writer.writerow(
-                [
-                    step,
-                    "train",
-                    c,
-                    s,
-                    float(total.detach()),
-                    optimizer.param_groups[0]["lr"],
-                    images_seen,
-                    time.time(),
-                ]
-            )
+            write_row("train", c, s, float(total.detach()))
             bar.set_postfix_str(f"{'pre ' if pretrain else ''}c={c:.3f} s={s:.3f} {rate:.2f} it/s")
         if time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60 or step == args.pretrain_steps:
-            checkpoint(pretrain)
+            checkpoint()
             last_checkpoint = time.monotonic()
-    checkpoint(step <= args.pretrain_steps)
+    checkpoint()
     bar.close()
     log.close()
     return step
@@ -353,8 +387,9 @@ def train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.content_dir.is_dir() or not args.style_dir.is_dir():
-        print(f"error: training folders not found: {args.content_dir} / {args.style_dir}")
+    missing = [str(d) for d in (args.content_dir, args.style_dir) if not d.is_dir()]
+    if missing:
+        print(f"error: training folders not found: {', '.join(missing)}")
         return 2
     train(args)
     return 0

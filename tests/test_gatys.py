@@ -1,3 +1,4 @@
+import itertools
 import time
 
 import pytest
@@ -20,7 +21,7 @@ def test_loss_goes_down_and_progress_is_reported(encoder, content, style):
     assert result.stopped == "done"
     assert result.steps_done == 12
     assert [p.step for p in seen] == list(range(1, 13))
-    assert all(a.fraction <= b.fraction for a, b in zip(seen, seen[1:]))
+    assert all(a.fraction <= b.fraction for a, b in itertools.pairwise(seen))
     assert seen[-1].fraction == pytest.approx(1.0)
     assert any(p.preview is not None for p in seen)
     assert result.image.shape == content.shape

@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from nst_core.evaluate import main as eval_main
-from nst_core.train import is_validation, parse_args, train
+from nst_core.train import STYLE_LAYERS, is_validation, normalized_stats, parse_args, train
 
 
 def _write_images(folder, seed, count=3, size=48):
@@ -33,7 +33,7 @@ def _args(folders, out, steps, *extra):
     content, style = folders
     return parse_args([
         "--content-dir", str(content), "--style-dir", str(style), "--out", str(out), "--steps", str(steps),
-        "--batch-size", "2", "--crop", "32", "--val-crop", "32", "--workers", "0", "--log-every", "1",
+        "--batch-size", "2", "--crop", "32", "--val-crop", "32", "--crops-per-image", "2", "--log-every", "1",
         "--lr", "1e-3", "--checkpoint-minutes", "100", "--threads", "2", *extra,
     ])  # fmt: skip
 
@@ -108,3 +108,22 @@ def test_eval_writes_grid_and_prints_losses(folders, tmp_path, capsys, monkeypat
     printed = capsys.readouterr().out
     assert "4 pairs" in printed
     assert "alpha=1.0: content loss" in printed and "alpha=0.5: content loss" in printed
+
+
+def test_feature_bank_is_built_once_and_holds_what_the_encoder_says(folders, tmp_path, encoder):
+    out = tmp_path / "run"
+    train(_args(folders, out, 1))
+    banks = sorted(out.glob("bank-*.pt"))
+    assert [p.name.split("-")[1] for p in banks] == ["content", "style"]
+    stamps = [p.stat().st_mtime_ns for p in banks]
+    train(_args(folders, out, 2, "--resume"))
+    assert [p.stat().st_mtime_ns for p in banks] == stamps  # reused, not rebuilt
+    content = torch.load(banks[0], weights_only=True)
+    assert content["pixels"].dtype == torch.uint8 and content["pixels"].shape == (3 * 2, 3, 32, 32)
+    features = encoder(content["pixels"][:2].float() / 255, STYLE_LAYERS)
+    banked = content["relu4_1"][:2].float()  # bf16 where the CPU computes in bf16: compare norms
+    assert (banked - features["relu4_1"]).norm() < 0.03 * features["relu4_1"].norm()
+    stats = normalized_stats(features)
+    assert (content["std/relu1_1"][:2] - stats["relu1_1"].std).norm() < 0.03 * stats["relu1_1"].std.norm()
+    style = torch.load(banks[1], weights_only=True)
+    assert "relu4_1" not in style  # style crops only need their statistics

