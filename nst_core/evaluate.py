@@ -5,17 +5,20 @@
 
 Rows are contents, columns are styles; the first row and column show the inputs. Printed numbers
 are the training objective's content loss L_c and style loss L_s (see ``nst_core.train``),
-averaged over all pairs, for alpha = 1 and alpha = 0.5.
+averaged over all pairs, for alpha = 1 and alpha = 0.5, and the self-reconstruction PSNR: each
+content stylized with itself as the style should come back close to itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps
+from torch.nn import functional as F
 
 from nst_core.adain import ENCODER_LAYER, Stylizer
 from nst_core.images import fit_max_side, load_image, to_pil, to_tensor
@@ -37,6 +40,17 @@ class EvalResult:
     content_loss: dict[float, float]  # alpha -> mean L_c
     style_loss: dict[float, float]  # alpha -> mean L_s
     pairs: int
+    self_psnr_db: float  # mean PSNR of each content stylized with itself as the style
+
+
+def _quantize(image: torch.Tensor) -> torch.Tensor:
+    return (image.clamp(0, 1) * 255).round() / 255
+
+
+def psnr_db(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR in dB of two images in [0, 1], after 8-bit quantization as a user would receive them."""
+    mse = float(F.mse_loss(_quantize(output), _quantize(reference)))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def images_in(folder: Path, split: str | None, limit: int) -> list[Path]:
@@ -57,10 +71,12 @@ def evaluate(
     for col, style in enumerate(style_images, start=1):
         grid.paste(ImageOps.fit(style, cell), (col * size, 0))
     sums = {alpha: [0.0, 0.0] for alpha in ALPHAS}
+    psnrs = []
     for row, content_path in enumerate(contents, start=1):
         content_image = fit_max_side(load_image(content_path), size)
         grid.paste(ImageOps.fit(content_image, cell), (0, row * size))
         content = to_tensor(content_image)
+        psnrs.append(psnr_db(stylizer.stylize(content, [content]), content))
         with torch.inference_mode():
             content_features = stylizer.encode(content)
         for col, style_image in enumerate(style_images, start=1):
@@ -80,7 +96,10 @@ def evaluate(
     grid.save(grid_path)
     pairs = len(contents) * len(styles)
     return EvalResult(
-        {a: v[0] / pairs for a, v in sums.items()}, {a: v[1] / pairs for a, v in sums.items()}, pairs
+        {a: v[0] / pairs for a, v in sums.items()},
+        {a: v[1] / pairs for a, v in sums.items()},
+        pairs,
+        sum(psnrs) / len(psnrs),
     )
 
 
@@ -107,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     styles = images_in(args.style_dir, args.split, args.limit)
     result = evaluate(stylizer, contents, styles, args.size, args.output)
     print(f"{result.pairs} pairs, grid written to {args.output}")
+    print(f"self-reconstruction (each photo as its own style): PSNR {result.self_psnr_db:.2f} dB")
     for alpha in ALPHAS:
         print(
             f"alpha={alpha}: content loss {result.content_loss[alpha]:.4f}, "

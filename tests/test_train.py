@@ -10,6 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from nst_core.evaluate import main as eval_main
+from nst_core.evaluate import psnr_db
 from nst_core.train import STYLE_LAYERS, is_validation, normalized_stats, parse_args, train
 
 
@@ -108,6 +109,13 @@ def test_eval_writes_grid_and_prints_losses(folders, tmp_path, capsys, monkeypat
     printed = capsys.readouterr().out
     assert "4 pairs" in printed
     assert "alpha=1.0: content loss" in printed and "alpha=0.5: content loss" in printed
+    assert "self-reconstruction (each photo as its own style): PSNR" in printed
+
+
+def test_psnr_of_known_error():
+    reference = torch.full((1, 3, 8, 8), 0.5)
+    assert psnr_db(reference, reference) == float("inf")
+    assert psnr_db(reference + 0.1, reference) == pytest.approx(20.0, abs=0.2)  # MSE 0.01 -> 20 dB
 
 
 def test_feature_bank_is_built_once_and_holds_what_the_encoder_says(folders, tmp_path, encoder):
