@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     queue_limit: int = Field(20, ge=1)
     fast_timeout_s: float = Field(120.0, gt=0)
     hq_time_budget_s: float = Field(300.0, gt=0)
-    hq_steps: int = Field(600, ge=1)
+    hq_steps: int = Field(500, ge=1)
     shutdown_grace_s: float = Field(20.0, ge=0)
     engine_factory: str = "bot.worker:load_engine"
     decoder_path: Path | None = None

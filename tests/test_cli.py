@@ -74,6 +74,7 @@ def test_hq_with_progress(files, tmp_path, capsys):
         (["--preserve-color", "sepia"], "invalid choice"),
         (["--device", "tpu"], "unknown device"),
         (["--steps", "0"], "positive whole number"),
+        (["--hq-init", "noise"], "invalid choice"),
     ],
 )
 def test_bad_arguments_exit_2_with_message(files, tmp_path, capsys, extra, message):

@@ -4,7 +4,9 @@ import time
 import pytest
 import torch
 
+from nst_core.adain import Stylizer
 from nst_core.gatys import CancelToken, GatysConfig, GatysOptimizer, gram_matrix, style_layer_loss
+from nst_core.pipeline import Engine, RenderOptions
 
 
 def test_gram_is_size_normalized():
@@ -80,3 +82,12 @@ def test_bad_arguments(encoder, content, style):
         GatysOptimizer(encoder).run(content, [])
     with pytest.raises(ValueError, match="steps"):
         GatysOptimizer(encoder, GatysConfig(steps=0)).run(content, [style])
+
+
+def test_hq_from_adain_init_needs_a_trained_decoder(stylizer, content_image, style_image):
+    options = RenderOptions(hq=True, steps=2, max_side=48, hq_init="adain")
+    with pytest.raises(ValueError, match="needs a trained decoder"):
+        Engine(stylizer).render(content_image, [style_image], options)
+    trained = Stylizer(stylizer.encoder, stylizer.decoder, stylizer.device, decoder_trained=True)
+    result = Engine(trained).render(content_image, [style_image], options)
+    assert max(result.size) == 48
