@@ -13,9 +13,14 @@ LAYER_SCALE before the losses: this gives the four style layers equal say, as in
 lets λ = 10 keep the paper's meaning. Without it relu4_1 would outweigh relu1_1 ~500-fold and the
 decoder would ignore fine brush texture.
 
-An optional first phase (``--pretrain-steps``) teaches the decoder to invert relu4_1 (target =
-content features, plus a pixel loss): cheap signal that gets it to produce sharp images before the
-style objective starts.
+Identity samples: the last ``--identity-samples`` of every batch are photos stylized with
+themselves, whose AdaIN target is their own relu4_1, with a pixel loss on the output (as in SANet's
+identity loss, Park & Lee 2019). Users do this (low alpha, a photo as the style), and it is how we
+measure fidelity (self-reconstruction PSNR); without it the decoder drifts into grid-like texture
+that relu4_1 and the style statistics do not see.
+
+An optional first phase (``--pretrain-steps``) makes every sample an identity sample, with no style
+loss: cheap signal that gets the decoder to produce sharp images before the style objective starts.
 """
 
 from __future__ import annotations
@@ -132,6 +137,18 @@ def load_or_build_bank(
     return bank
 
 
+def batch_style(styles, style_index, contents, identity_index, device) -> dict[str, StyleStats]:
+    """Statistics to match: the artworks', then the identity samples' own."""
+    art, own = bank_stats(styles, style_index), bank_stats(contents, identity_index)
+    return {
+        layer: StyleStats(
+            torch.cat([art[layer].mean, own[layer].mean]).to(device),
+            torch.cat([art[layer].std, own[layer].std]).to(device),
+        )
+        for layer in STYLE_LAYERS
+    }
+
+
 def bank_stats(bank: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, StyleStats]:
     return {
         layer: StyleStats(bank[f"mean/{layer}"][index], bank[f"std/{layer}"][index]) for layer in STYLE_LAYERS
@@ -161,20 +178,35 @@ def adain_target(content_features: torch.Tensor, style: dict[str, StyleStats]) -
 
 
 def compute_losses(
-    encoder, decoder, content_features, content_pixels, style: dict[str, StyleStats], pretrain: bool
+    encoder, decoder, content_features, content_pixels, style: dict[str, StyleStats] | None, identity: int
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Losses of one batch and the decoded images; in pretraining the target is the content itself."""
+    """Losses of one batch and the decoded images.
+
+    The last ``identity`` samples are stylized with themselves: their AdaIN target is their own relu4_1
+    and a pixel loss asks the decoder to give the photo back. ``style`` holds the statistics of every
+    sample's style (an identity sample's own); None skips the style loss (pretraining).
+    """
     content_features = content_features.float()
-    target = content_features if pretrain else adain_target(content_features, style)
+    styled = len(content_features) - identity
+    target = content_features
+    if styled:
+        if style is None:
+            raise ValueError("styled samples need style statistics")
+        styled_target = adain_target(content_features[:styled], slice_stats(style, slice(0, styled)))
+        target = torch.cat([styled_target, content_features[styled:]])
     output = decoder(target)
     output_features = {k: v.float() for k, v in encoder(output, STYLE_LAYERS).items()}
-    losses = {"content": content_loss(output_features["relu4_1"], target)}
-    if pretrain:
-        losses["pixel"] = F.mse_loss(output.float(), content_pixels)
-        losses["style"] = torch.zeros(())
-    else:
-        losses["style"] = style_loss(output_features, style)
+    zero = output.new_zeros((), dtype=torch.float32)
+    losses = {
+        "content": content_loss(output_features["relu4_1"], target),
+        "style": style_loss(output_features, style) if style is not None else zero,
+        "pixel": F.mse_loss(output[styled:].float(), content_pixels[styled:]) if identity else zero,
+    }
     return losses, output
+
+
+def slice_stats(stats: dict[str, StyleStats], rows: slice) -> dict[str, StyleStats]:
+    return {layer: StyleStats(value.mean[rows], value.std[rows]) for layer, value in stats.items()}
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -232,9 +264,8 @@ def validate(encoder, decoder, val_content, val_style, style_weight: float):
     """The full objective (style phase) on the fixed validation pairs, and a content/style/result grid."""
     decoder.eval()
     style = normalized_stats(encoder(val_style, STYLE_LAYERS))
-    losses, styled = compute_losses(
-        encoder, decoder, encoder(val_content)["relu4_1"], val_content, style, False
-    )
+    content_features = encoder(val_content)["relu4_1"]
+    losses, styled = compute_losses(encoder, decoder, content_features, val_content, style, identity=0)
     decoder.train()
     grid = torch.cat([val_content, val_style, styled.clamp(0, 1)], dim=2)  # rows: content / style / result
     grid = torch.cat(list(grid), dim=2)
@@ -263,7 +294,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr-decay", type=float, default=5e-5, help="lr = lr0 / (1 + decay * step)")
     p.add_argument("--style-weight", type=float, default=10.0, help="λ")
-    p.add_argument("--pixel-weight", type=float, default=10.0, help="pixel MSE weight in pretraining")
+    p.add_argument(
+        "--identity-samples", type=int, default=2, help="samples per batch stylized with themselves"
+    )
+    p.add_argument(
+        "--pixel-weight", type=float, default=50.0, help="pixel MSE weight of those (all, in pretraining)"
+    )
     p.add_argument(
         "--amp", choices=("auto", "on", "off"), default="auto", help="bf16 autocast (auto: if fast)"
     )
@@ -351,18 +387,15 @@ def train(args: argparse.Namespace) -> int:
         if args.max_minutes and time.monotonic() - started > args.max_minutes * 60:
             break
         pretrain = step < args.pretrain_steps
+        identity = args.batch_size if pretrain else args.identity_samples
         c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
-        s_index = torch.randint(len(styles["pixels"]), (args.batch_size,))
+        s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
         content_features = contents["relu4_1"][c_index].to(device, memory_format=memory_format)
         content_pixels = contents["pixels"][c_index].to(device).float().div(255)
-        style = {
-            k: StyleStats(v.mean.to(device), v.std.to(device)) for k, v in bank_stats(styles, s_index).items()
-        }
+        style = None if pretrain else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            losses, _ = compute_losses(encoder, decoder, content_features, content_pixels, style, pretrain)
-        total = losses["content"] + (
-            args.pixel_weight * losses["pixel"] if pretrain else args.style_weight * losses["style"]
-        )
+            losses, _ = compute_losses(encoder, decoder, content_features, content_pixels, style, identity)
+        total = losses["content"] + args.style_weight * losses["style"] + args.pixel_weight * losses["pixel"]
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -373,9 +406,9 @@ def train(args: argparse.Namespace) -> int:
         if step % args.log_every == 0:
             rate = args.log_every / (time.monotonic() - tick)
             tick = time.monotonic()
-            c, s = float(losses["content"].detach()), float(losses["style"].detach())
+            c, s, p = (float(losses[key].detach()) for key in ("content", "style", "pixel"))
             write_row("train", c, s, float(total.detach()))
-            bar.set_postfix_str(f"{'pre ' if pretrain else ''}c={c:.3f} s={s:.3f} {rate:.2f} it/s")
+            bar.set_postfix_str(f"{'pre ' if pretrain else ''}c={c:.3f} s={s:.3f} p={p:.4f} {rate:.2f} it/s")
         if time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60 or step == args.pretrain_steps:
             checkpoint()
             last_checkpoint = time.monotonic()
@@ -390,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(d) for d in (args.content_dir, args.style_dir) if not d.is_dir()]
     if missing:
         print(f"error: training folders not found: {', '.join(missing)}")
+        return 2
+    if not 0 <= args.identity_samples <= args.batch_size:
+        print(f"error: --identity-samples must be between 0 and --batch-size ({args.batch_size})")
         return 2
     train(args)
     return 0

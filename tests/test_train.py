@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from torch.nn import functional as F
 
 from nst_core.evaluate import main as eval_main
 from nst_core.evaluate import psnr_db
-from nst_core.train import STYLE_LAYERS, is_validation, normalized_stats, parse_args, train
+from nst_core.train import STYLE_LAYERS, compute_losses, is_validation, normalized_stats, parse_args, train
 
 
 def _write_images(folder, seed, count=3, size=48):
@@ -35,7 +36,7 @@ def _args(folders, out, steps, *extra):
     return parse_args([
         "--content-dir", str(content), "--style-dir", str(style), "--out", str(out), "--steps", str(steps),
         "--batch-size", "2", "--crop", "32", "--val-crop", "32", "--crops-per-image", "2", "--log-every", "1",
-        "--lr", "1e-3", "--checkpoint-minutes", "100", "--threads", "2", *extra,
+        "--lr", "1e-3", "--checkpoint-minutes", "100", "--threads", "2", "--identity-samples", "1", *extra,
     ])  # fmt: skip
 
 
@@ -135,3 +136,21 @@ def test_feature_bank_is_built_once_and_holds_what_the_encoder_says(folders, tmp
     assert (content["std/relu1_1"][:2] - stats["relu1_1"].std).norm() < 0.03 * stats["relu1_1"].std.norm()
     style = torch.load(banks[1], weights_only=True)
     assert "relu4_1" not in style  # style crops only need their statistics
+
+
+def test_identity_samples_decode_their_own_features_with_a_pixel_loss(encoder):
+    features = torch.rand(3, 512, 4, 4) * 100
+    pixels = torch.rand(3, 3, 32, 32)
+    seen = {}
+
+    def grey_decoder(target):
+        seen["target"] = target
+        return torch.full((len(target), 3, 32, 32), 0.5)
+
+    style = normalized_stats(encoder(torch.rand(3, 3, 32, 32), STYLE_LAYERS))
+    losses, _ = compute_losses(encoder, grey_decoder, features, pixels, style, identity=1)
+    torch.testing.assert_close(seen["target"][2], features[2])  # stylized with itself: unchanged
+    assert not torch.allclose(seen["target"][:2], features[:2])  # the others get the artworks' stats
+    torch.testing.assert_close(losses["pixel"], F.mse_loss(torch.full_like(pixels[2:], 0.5), pixels[2:]))
+    no_identity, _ = compute_losses(encoder, grey_decoder, features, pixels, style, identity=0)
+    assert no_identity["pixel"] == 0 and no_identity["style"] > 0
