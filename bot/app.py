@@ -55,6 +55,7 @@ def add_handlers(application: Application) -> None:
         ("start", handlers.start), ("help", handlers.help_command), ("alpha", handlers.alpha),
         ("mix", handlers.mix), ("hq", handlers.hq), ("settings", handlers.settings_command),
         ("cancel", handlers.cancel), ("reset", handlers.reset), ("forget", handlers.forget),
+        ("stats", handlers.stats),
     ):  # fmt: skip
         application.add_handler(CommandHandler(name, callback))
     application.add_handler(MessageHandler(filters.COMMAND, handlers.unknown_command))

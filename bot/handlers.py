@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from telegram import Message, Update
 from telegram.constants import ParseMode
@@ -287,6 +287,16 @@ async def forget(update: Update, context: Context) -> None:
     context.user_data.clear()
     context.application.drop_user_data(user_id)
     await _reply(update, texts.FORGET_DONE)
+
+
+async def stats(update: Update, context: Context) -> None:
+    """Admins see the pool's load and health; for everyone else the command does not exist."""
+    svc = _services(context)
+    if update.effective_user.id not in svc.settings.admin_ids:
+        await unknown_command(update, context)
+        return
+    users = len(context.application.user_data)
+    await _reply(update, texts.STATS.format(**asdict(svc.backend.stats()), users=users))
 
 
 async def settings_command(update: Update, context: Context) -> None:

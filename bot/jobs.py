@@ -51,6 +51,18 @@ EventSink = Callable[[JobEvent], Awaitable[None]]
 NotifierFactory = Callable[[RenderJob], EventSink]
 
 
+@dataclass(frozen=True)
+class BackendStats:
+    """What an admin's /stats shows: enough to see whether the painters keep up."""
+
+    queued: int
+    running: int
+    workers: int
+    done: int
+    failed: int
+    restarts: int
+
+
 class BackendError(Exception):
     """A job was refused; ``str(exc)`` is a sentence for the user."""
 
@@ -81,3 +93,5 @@ class JobBackend(Protocol):
     def active_job(self, user_id: int) -> RenderJob | None: ...
 
     def estimate_wait_s(self, position: int, kind: str) -> float: ...
+
+    def stats(self) -> BackendStats: ...

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from bot.config import Settings
-from bot.jobs import AlreadyBusy, EventSink, JobEvent, NotifierFactory, QueueFull, RenderJob
+from bot.jobs import AlreadyBusy, BackendStats, EventSink, JobEvent, NotifierFactory, QueueFull, RenderJob
 from bot.worker import worker_main
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class EmbeddedPool:
         self._closing = False
         self._delivering: set[asyncio.Task] = set()  # final events being sent to users
         self.restarts = 0
+        self._finished = {"done": 0, "failed": 0}
 
     # ------------------------------------------------------------------ public API
     async def start(self) -> None:
@@ -110,6 +111,12 @@ class EmbeddedPool:
     @property
     def queue_length(self) -> int:
         return len(self._pending)
+
+    def stats(self) -> BackendStats:
+        return BackendStats(
+            queued=len(self._pending), running=len(self._running), workers=len(self._workers),
+            done=self._finished["done"], failed=self._finished["failed"], restarts=self.restarts,
+        )  # fmt: skip
 
     async def stop(self) -> None:
         """Finish what fits in the grace period; keep the rest for the next start."""
@@ -246,6 +253,8 @@ class EmbeddedPool:
                 outcome, worker_lost = JobEvent("failed", job, message=CRASHED), True
             # Finished: never kept for a restart. The user may send a new job while we deliver/restart.
             self._running.pop(str(slot), None)
+            if outcome.kind in self._finished:
+                self._finished[outcome.kind] += 1
             delivery = asyncio.create_task(self._emit(outcome))
             self._delivering.add(delivery)
             delivery.add_done_callback(self._delivering.discard)

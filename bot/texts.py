@@ -55,6 +55,12 @@ CANCELLED_NOTHING = "Stopped. Nothing was sent."
 CANCELLED_KEEP = "Stopped early: here's the best version so far."
 CANCELLED_STEP = "OK, cancelled. {next_step}"
 NOTHING_TO_CANCEL = "There's nothing to cancel. {next_step}"
+STATS = (
+    "<b>Atelier status</b>\n"
+    "Queue: {queued} waiting, {running} painting on {workers} worker(s)\n"
+    "Since start: {done} done, {failed} failed, {restarts} worker restart(s)\n"
+    "Users with saved state: {users}"
+)
 RESET_DONE = "Started over (your settings are kept). Send the photo you want to repaint."
 FORGET_DONE = "Done: I deleted your pictures, settings and results."
 

@@ -1,0 +1,70 @@
+"""Who may talk to the bot, how floods are damped, and the admins' /stats, over real HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot import texts
+from bot.emulator import BotAPIEmulator
+from bot.local_run import LocalBot
+from tests.bot_helpers import bot_settings, picture
+
+MEMBER, ADMIN, STRANGER = 3001, 3002, 3003
+FLOOD_LIMIT, FLOOD_WINDOW_S = 3, 4.0
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    api = BotAPIEmulator().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def bot(emulator, tmp_path_factory):
+    settings = bot_settings(
+        emulator, tmp_path_factory.mktemp("data"), allowed_user_ids=[MEMBER], admin_ids=[ADMIN],
+        flood_messages=FLOOD_LIMIT, flood_window_s=FLOOD_WINDOW_S,
+    )  # fmt: skip
+    running = LocalBot(settings).start()
+    yield running
+    running.stop()
+
+
+def test_strangers_are_turned_away_and_admins_are_let_in(emulator, bot):
+    stranger = emulator.user(STRANGER)
+    stranger.send_photo(picture(seed=1))
+    stranger.wait_text(texts.NOT_ALLOWED)
+    admin = emulator.user(ADMIN)
+    admin.send_text("/start")
+    admin.wait_text("Send me a photo")
+
+
+def test_a_flood_is_warned_once_then_ignored_until_the_window_passes(emulator, bot):
+    member = emulator.user(MEMBER)
+    for _ in range(FLOOD_LIMIT + 3):
+        member.send_text("/help")
+    member.wait_text(texts.FLOOD)
+    time.sleep(0.5)  # anything answered late would show up by now
+    replies = member.texts()
+    assert sum("How it works" in t for t in replies) == FLOOD_LIMIT
+    assert replies.count(texts.FLOOD) == 1
+    time.sleep(FLOOD_WINDOW_S)
+    member.send_text("/alpha")
+    member.wait_text("Style strength (alpha) is")
+
+
+def test_stats_are_for_admins_only(emulator, bot):
+    admin = emulator.user(ADMIN)
+    admin.send_photo(picture(seed=2))
+    admin.send_photo(picture(seed=3))
+    admin.wait_photos(1)
+    admin.send_text("/stats")
+    report = admin.wait_text("Atelier status")
+    assert "0 waiting, 0 painting on 1 worker(s)" in report
+    assert "1 done, 0 failed, 0 worker restart(s)" in report
+    stranger_in_allowlist = emulator.user(MEMBER)
+    stranger_in_allowlist.send_text("/stats")
+    stranger_in_allowlist.wait_text("I don't know /stats")
