@@ -39,7 +39,7 @@ demo: $(STAMP)
 train: $(STAMP)
 	$(BIN)/nst train --out runs/decoder --export runs/decoder/decoder.safetensors --resume \
 		--steps 200000 --pretrain-steps 500 --crop 128 --crops-per-image 3 --batch-size 8 \
-		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 50 --checkpoint-minutes 10 --log-every 20
+		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
 
 bench-adain: $(STAMP)
 	$(BIN)/python benchmarks/adain_speed.py

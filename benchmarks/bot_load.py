@@ -18,9 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from bot.config import Settings
 from bot.emulator import BotAPIEmulator, EmulatedUser
-from bot.local_run import LocalBot
+from bot.local_run import LocalBot, emulator_settings
 from tests.bot_helpers import picture
 
 PROBE_INTERVAL_S = 0.1
@@ -43,16 +42,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(users: int, workers: int) -> dict[str, float]:
-    emulator = BotAPIEmulator().start()
-    with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(
-            _env_file=None, bot_token=emulator.token, bot_api_url=emulator.base_url,
-            bot_file_url=emulator.base_file_url, data_dir=Path(data_dir),
-            engine_factory="tests.stubs:load_stub_engine", workers_per_device=workers,
-            queue_limit=users, flood_messages=1000, progress_edit_interval_s=1.0,
+    with BotAPIEmulator() as emulator, tempfile.TemporaryDirectory() as data_dir:
+        settings = emulator_settings(
+            emulator, Path(data_dir), engine_factory="tests.stubs:load_stub_engine",
+            workers_per_device=workers, queue_limit=users, flood_messages=1000, progress_edit_interval_s=1.0,
         )  # fmt: skip
-        bot = LocalBot(settings).start()
-        try:
+        with LocalBot(settings):
             crowd = [emulator.user(10_000 + i, f"user{i}") for i in range(users)]
             pairs = [(picture(320, 240, seed=2 * i), picture(128, 128, seed=2 * i + 1)) for i in range(users)]
             prober, stop, latencies = emulator.user(9_999, "probe"), threading.Event(), []
@@ -67,9 +62,6 @@ def run(users: int, workers: int) -> dict[str, float]:
             stop.set()
             probe.join()
             errors = sum(any(word in text.lower() for word in TROUBLE for text in u.texts()) for u in crowd)
-        finally:
-            bot.stop()
-            emulator.stop()
     return {
         "users": users,
         "results": sum(bool(u.photos()) for u in crowd),

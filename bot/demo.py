@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.config import Settings
 from bot.emulator import BotAPIEmulator, EmulatedUser
-from bot.local_run import LocalBot
+from bot.local_run import LocalBot, emulator_settings
 
 RESULT_TIMEOUT_S = 600.0  # the first job also loads the models; a 2-core CPU is slow
 
@@ -60,15 +59,12 @@ class Transcript:
 
 def run_demo(content: bytes, style: bytes, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    emulator = BotAPIEmulator().start()
-    with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(
-            _env_file=None, bot_token=emulator.token, bot_api_url=emulator.base_url,
-            bot_file_url=emulator.base_file_url, data_dir=Path(data_dir), output_max_side=512,
-            fast_timeout_s=RESULT_TIMEOUT_S, progress_edit_interval_s=1.0,
+    with BotAPIEmulator() as emulator, tempfile.TemporaryDirectory() as data_dir:
+        settings = emulator_settings(
+            emulator, Path(data_dir), output_max_side=512, fast_timeout_s=RESULT_TIMEOUT_S,
+            progress_edit_interval_s=1.0,
         )  # fmt: skip
-        bot = LocalBot(settings).start()
-        try:
+        with LocalBot(settings):
             user = emulator.user(1, "Demo")
             transcript = Transcript(user)
             steps = [
@@ -93,9 +89,6 @@ def run_demo(content: bytes, style: bytes, out: Path) -> list[Path]:
             for path, data in zip(saved, pictures, strict=True):
                 path.write_bytes(data)
             return saved
-        finally:
-            bot.stop()
-            emulator.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

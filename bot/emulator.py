@@ -107,6 +107,12 @@ class BotAPIEmulator:
         threading.Thread(target=self._server.serve_forever, daemon=True, name="bot-api-emulator").start()
         return self
 
+    def __enter__(self) -> BotAPIEmulator:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self._server is not None:
             with self._cond:

@@ -10,11 +10,21 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 
 from telegram.ext import Application
 
 from bot.app import build_application, webhook_options
 from bot.config import Settings
+from bot.emulator import BotAPIEmulator
+
+
+def emulator_settings(emulator: BotAPIEmulator, data_dir: Path, **overrides) -> Settings:
+    """Settings that point the bot at a local emulator; a developer's ``.env`` is ignored."""
+    return Settings(
+        _env_file=None, bot_token=emulator.token, bot_api_url=emulator.base_url,
+        bot_file_url=emulator.base_file_url, data_dir=data_dir, **overrides,
+    )  # fmt: skip
 
 
 class LocalBot:
@@ -24,6 +34,12 @@ class LocalBot:
         self.application: Application | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="local-bot")
+
+    def __enter__(self) -> LocalBot:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def _call(self, coroutine, timeout: float = 300.0):
         future: Future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)

@@ -298,7 +298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--identity-samples", type=int, default=2, help="samples per batch stylized with themselves"
     )
     p.add_argument(
-        "--pixel-weight", type=float, default=50.0, help="pixel MSE weight of those (all, in pretraining)"
+        "--pixel-weight", type=float, default=200.0, help="pixel MSE weight of those (all, in pretraining)"
     )
     p.add_argument(
         "--amp", choices=("auto", "on", "off"), default="auto", help="bf16 autocast (auto: if fast)"

@@ -9,22 +9,21 @@ from PIL import Image
 
 from bot.config import Settings
 from bot.emulator import BotAPIEmulator
+from bot.local_run import emulator_settings
+
+TEST_DEFAULTS = {
+    "engine_factory": "tests.stubs:load_stub_engine",
+    "progress_edit_interval_s": 0.0,
+    "fast_timeout_s": 6.0,
+    "hq_time_budget_s": 30.0,
+    "shutdown_grace_s": 0.5,
+    "flood_messages": 1000,
+}
 
 
 def bot_settings(emulator: BotAPIEmulator, data_dir, **overrides) -> Settings:
-    values = {
-        "bot_token": emulator.token,
-        "bot_api_url": emulator.base_url,
-        "bot_file_url": emulator.base_file_url,
-        "data_dir": data_dir,
-        "engine_factory": "tests.stubs:load_stub_engine",
-        "progress_edit_interval_s": 0.0,
-        "fast_timeout_s": 6.0,
-        "hq_time_budget_s": 30.0,
-        "shutdown_grace_s": 0.5,
-        "flood_messages": 1000,
-    } | overrides
-    return Settings(_env_file=None, **values)
+    """The stub engine and short timeouts, so the bot tests are fast and can trigger faults."""
+    return emulator_settings(emulator, data_dir, **(TEST_DEFAULTS | overrides))
 
 
 def picture(

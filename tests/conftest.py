@@ -7,12 +7,20 @@ import torch
 from PIL import Image
 
 from benchmarks.sample_images import sample_image
+from bot.emulator import BotAPIEmulator
 from nst_core.adain import Stylizer
 from nst_core.decoder import Decoder
 from nst_core.images import to_tensor
 from nst_core.vgg import get_encoder
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    """A Bot API emulator shared by a module's bot tests (each test uses its own user ids)."""
+    with BotAPIEmulator() as api:
+        yield api
 
 
 @pytest.fixture(scope="session")

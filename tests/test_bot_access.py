@@ -7,7 +7,6 @@ import time
 import pytest
 
 from bot import texts
-from bot.emulator import BotAPIEmulator
 from bot.local_run import LocalBot
 from tests.bot_helpers import bot_settings, picture
 
@@ -16,21 +15,13 @@ FLOOD_LIMIT, FLOOD_WINDOW_S = 3, 4.0
 
 
 @pytest.fixture(scope="module")
-def emulator():
-    api = BotAPIEmulator().start()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(scope="module")
 def bot(emulator, tmp_path_factory):
     settings = bot_settings(
         emulator, tmp_path_factory.mktemp("data"), allowed_user_ids=[MEMBER], admin_ids=[ADMIN],
         flood_messages=FLOOD_LIMIT, flood_window_s=FLOOD_WINDOW_S,
     )  # fmt: skip
-    running = LocalBot(settings).start()
-    yield running
-    running.stop()
+    with LocalBot(settings) as running:
+        yield running
 
 
 def test_strangers_are_turned_away_and_admins_are_let_in(emulator, bot):

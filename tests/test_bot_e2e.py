@@ -7,7 +7,6 @@ import itertools
 import pytest
 
 from bot import texts
-from bot.emulator import BotAPIEmulator
 from bot.local_run import LocalBot
 from tests.bot_helpers import bot_settings, image_size, picture
 from tests.stubs import CRASH_COLOUR, HANG_COLOUR
@@ -16,17 +15,9 @@ USER_IDS = itertools.count(1001)
 
 
 @pytest.fixture(scope="module")
-def emulator():
-    api = BotAPIEmulator().start()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(scope="module")
 def bot(emulator, tmp_path_factory):
-    running = LocalBot(bot_settings(emulator, tmp_path_factory.mktemp("data"))).start()
-    yield running
-    running.stop()
+    with LocalBot(bot_settings(emulator, tmp_path_factory.mktemp("data"))) as running:
+        yield running
 
 
 @pytest.fixture()

@@ -13,36 +13,29 @@ from tests.bot_helpers import bot_settings, image_size, picture
 
 @pytest.fixture()
 def emulator():
-    api = BotAPIEmulator().start()
-    yield api
-    api.stop()
+    """Each test here restarts bots, so each gets a fresh emulator (overrides the module one)."""
+    with BotAPIEmulator() as api:
+        yield api
 
 
 def test_conversation_and_settings_survive_a_restart(emulator, tmp_path):
     user = emulator.user(2001)
-    first = LocalBot(bot_settings(emulator, tmp_path)).start()
-    try:
+    with LocalBot(bot_settings(emulator, tmp_path)):
         user.send_text("/alpha 0.3")
         user.wait_text("Style strength set to 0.3.")
         user.send_photo(picture(140, 100, seed=1))
         user.wait_text("Now send the <b>style</b>")
-    finally:
-        first.stop()
-    second = LocalBot(bot_settings(emulator, tmp_path)).start()
-    try:
+    with LocalBot(bot_settings(emulator, tmp_path)):
         user.send_photo(picture(seed=2))  # the style: the content is remembered across the restart
         photo = user.wait_photos(1)[0]
         assert image_size(photo.files["photo"]) == (140, 100)
         assert "style 0.3" in photo.params["caption"]
-    finally:
-        second.stop()
 
 
 def test_shutdown_keeps_unfinished_jobs_and_the_next_start_finishes_them(emulator, tmp_path):
     settings = bot_settings(emulator, tmp_path, shutdown_grace_s=0.0, workers_per_device=1)
     slow, queued = emulator.user(2101), emulator.user(2102)
-    first = LocalBot(settings).start()
-    try:
+    with LocalBot(settings):
         slow.send_text("/hq")
         slow.send_photo(picture(seed=3))
         slow.send_photo(picture(seed=4))
@@ -50,16 +43,11 @@ def test_shutdown_keeps_unfinished_jobs_and_the_next_start_finishes_them(emulato
         queued.send_photo(picture(120, 90, seed=5))
         queued.send_photo(picture(seed=6))
         queued.wait_text("ahead of you")
-    finally:
-        first.stop()
     assert settings.pending_jobs_path.exists()
     assert slow.photos() == [] and queued.photos() == []
-    second = LocalBot(settings).start()
-    try:
+    with LocalBot(settings):
         assert image_size(queued.wait_photos(1)[0].files["photo"]) == (120, 90)
         assert slow.wait_photos(1)[0].params["caption"].startswith("High quality")
-    finally:
-        second.stop()
     assert not settings.pending_jobs_path.exists()
 
 
@@ -75,8 +63,7 @@ def test_webhook_mode_serves_updates_and_rejects_a_wrong_secret(emulator, tmp_pa
         emulator, tmp_path, webhook_url=f"http://127.0.0.1:{port}/atelier-hook", webhook_listen="127.0.0.1",
         webhook_port=port, webhook_secret="s3cret-token",
     )  # fmt: skip
-    bot = LocalBot(settings).start()
-    try:
+    with LocalBot(settings):
         assert emulator.webhook["url"].endswith("/atelier-hook")
         user = emulator.user(2201)
         user.send_text("/help")  # delivered by POST to the webhook with the secret header
@@ -88,8 +75,6 @@ def test_webhook_mode_serves_updates_and_rejects_a_wrong_secret(emulator, tmp_pa
         user.send_photo(picture(100, 80, seed=7))
         user.send_photo(picture(seed=8))
         assert image_size(user.wait_photos(1)[0].files["photo"]) == (100, 80)
-    finally:
-        bot.stop()
 
 
 def test_webhook_url_without_a_secret_is_refused(emulator, tmp_path):
