@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from nst_core.pipeline import RenderOptions
+from nst_core.options import RenderOptions
 
 EventKind = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
 

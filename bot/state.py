@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nst_core.pipeline import RenderOptions
+from nst_core.options import RenderOptions
 
 Awaiting = Literal["content", "style", "mix_styles", "mix_weights"]
 STATE_KEY = "atelier"

@@ -19,8 +19,8 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from nst_core.control import CancelToken
 from nst_core.errors import ImageError, NSTError
-from nst_core.gatys import CancelToken
 from nst_core.images import ImageLimits, decode_image, encode_image
 
 logger = logging.getLogger(__name__)

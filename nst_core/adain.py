@@ -15,12 +15,12 @@ from torch.nn import functional as F
 from nst_core.color import color_inputs, color_output
 from nst_core.decoder import Decoder, load_decoder
 from nst_core.device import resolve_device, use_all_cpu_cores
+from nst_core.options import PRESERVE_COLOR_CHOICES, normalize_weights
 from nst_core.vgg import VGGEncoder, get_encoder
 
 ENCODER_LAYER = "relu4_1"
 DOWNSAMPLING = 8  # relu4_1 sits after three 2x2 pools
 PreserveColor = Literal["none", "luminance", "histogram"]
-PRESERVE_COLOR_CHOICES: tuple[str, ...] = ("none", "luminance", "histogram")
 
 
 @dataclass(frozen=True)
@@ -50,20 +50,6 @@ def mix_stats(stats: Sequence[StyleStats], weights: Sequence[float]) -> StyleSta
     mean = sum(w * s.mean for w, s in zip(weights, stats, strict=True))
     std = sum(w * s.std for w, s in zip(weights, stats, strict=True))
     return StyleStats(mean, std)  # type: ignore[arg-type]
-
-
-def normalize_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    """Non-negative weights scaled to sum 1; ``None`` means equal weights."""
-    if weights is None:
-        return [1.0 / count] * count
-    if len(weights) != count:
-        raise ValueError(f"got {len(weights)} weights for {count} style images")
-    if any(not (w >= 0) for w in weights) or any(w == float("inf") for w in weights):
-        raise ValueError("style weights must be non-negative numbers")
-    total = float(sum(weights))
-    if total <= 0:
-        raise ValueError("at least one style weight must be positive")
-    return [float(w) / total for w in weights]
 
 
 def _pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

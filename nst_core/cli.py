@@ -50,9 +50,8 @@ def _weight(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nst_core.adain import PRESERVE_COLOR_CHOICES
     from nst_core.device import DEVICE_CHOICES
-    from nst_core.pipeline import HQ_INIT_CHOICES
+    from nst_core.options import HQ_INIT_CHOICES, PRESERVE_COLOR_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="nst", description="Neural style transfer: AdaIN (fast) and Gatys (HQ)."
@@ -106,7 +105,8 @@ def run_stylize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from nst_core.images import encode_image, format_for_path, load_image
-    from nst_core.pipeline import Engine, RenderOptions
+    from nst_core.options import RenderOptions
+    from nst_core.pipeline import Engine
 
     if args.weights is not None and len(args.weights) != len(args.styles):
         print(

@@ -21,7 +21,8 @@ from PIL import Image, ImageOps
 from torch.nn import functional as F
 
 from nst_core.adain import ENCODER_LAYER, Stylizer
-from nst_core.images import fit_max_side, load_image, to_pil, to_tensor
+from nst_core.images import fit_max_side, load_image
+from nst_core.tensors import to_pil, to_tensor
 from nst_core.train import (
     IMAGE_SUFFIXES,
     REPO,

@@ -19,7 +19,6 @@ beat equal weights at every content distance.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-from nst_core.adain import normalize_weights
+from nst_core.control import CancelToken
+from nst_core.options import normalize_weights
 from nst_core.vgg import VGGEncoder
 
 CONTENT_LAYER = "relu4_2"
@@ -67,20 +67,6 @@ class GatysResult:
     steps_done: int
     stopped: str  # "done", "cancelled" or "time budget"
     losses: list[float] = field(default_factory=list)
-
-
-class CancelToken:
-    """Set from any thread; the optimizer checks it after every loss evaluation."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_core.errors import ImageError
@@ -117,21 +116,6 @@ def fit_max_side(image: Image.Image, max_side: int) -> Image.Image:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB Pillow image -> float tensor (1, 3, H, W) in [0, 1]."""
-    array = np.array(image.convert("RGB"), dtype=np.uint8, copy=True)
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous().float().div_(255.0)
-
-
-def to_pil(tensor: torch.Tensor) -> Image.Image:
-    """Float tensor (1, 3, H, W) or (3, H, W) in [0, 1] -> RGB Pillow image (values clamped)."""
-    image = tensor.detach().cpu().float()
-    if image.dim() == 4:
-        image = image[0]
-    array = image.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(array, "RGB")
 
 
 def encode_image(image: Image.Image, fmt: str = "JPEG", quality: int = 92) -> bytes:

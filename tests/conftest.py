@@ -10,7 +10,7 @@ from benchmarks.sample_images import sample_image
 from bot.emulator import BotAPIEmulator
 from nst_core.adain import Stylizer
 from nst_core.decoder import Decoder
-from nst_core.images import to_tensor
+from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 
 torch.set_num_threads(2)

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from nst_core.adain import adain, feature_stats, normalize_weights
+from nst_core.adain import adain, feature_stats
 from nst_core.color import rgb_to_ycbcr
+from nst_core.options import normalize_weights
 
 
 def test_adain_gives_content_the_style_statistics():

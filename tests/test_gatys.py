@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from nst_core.adain import Stylizer
-from nst_core.gatys import CancelToken, GatysConfig, GatysOptimizer, gram_matrix, style_layer_loss
-from nst_core.pipeline import Engine, RenderOptions
+from nst_core.control import CancelToken
+from nst_core.gatys import GatysConfig, GatysOptimizer, gram_matrix, style_layer_loss
+from nst_core.options import RenderOptions
+from nst_core.pipeline import Engine
 
 
 def test_gram_is_size_normalized():

@@ -14,9 +14,8 @@ from nst_core.images import (
     fit_max_side,
     format_for_path,
     load_image,
-    to_pil,
-    to_tensor,
 )
+from nst_core.tensors import to_pil, to_tensor
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
