@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import sys
 
 from pydantic import ValidationError
+from telegram.error import InvalidToken
 
-from bot.app import quiet_noisy_loggers, run
+from bot.app import configure_logging, serve
 from bot.config import Settings
 
 MISSING_TOKEN = """BOT_TOKEN is not set.
@@ -17,19 +18,35 @@ it replies with a token like 123456:ABC-DEF... Then either
   export BOT_TOKEN=123456:ABC-DEF...
 or copy .env.example to .env and put it there. (make demo runs the bot offline with no token.)"""
 
+REJECTED_TOKEN = """The Bot API at {url} rejected BOT_TOKEN (401 Unauthorized or 404 Not Found).
+
+Check the token @BotFather gave you (/mybots → your bot → API Token), and BOT_API_URL if you set it."""
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, naming the variable, never echoing its value (it may be a secret)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        lines.append(f"  {name}: {error['msg']}")
+    return "\n".join(lines)
+
 
 def main() -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        if any(error["loc"] == ("bot_token",) for error in exc.errors()):
+        if any(error["loc"] == ("bot_token",) and error["type"] == "missing" for error in exc.errors()):
             print(MISSING_TOKEN, file=sys.stderr)
         else:
-            print(f"Invalid configuration:\n{exc}", file=sys.stderr)
+            print(f"Invalid configuration (see .env.example):\n{describe_errors(exc)}", file=sys.stderr)
         return 2
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=settings.log_level)
-    quiet_noisy_loggers()
-    run(settings)
+    configure_logging(settings)
+    try:
+        asyncio.run(serve(settings))
+    except InvalidToken:
+        print(REJECTED_TOKEN.format(url=settings.bot_api_url), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,21 +1,22 @@
-"""Building and running the bot: handlers, persistence, rate limiting, polling or webhook."""
+"""Building and running the bot: handlers, persistence, rate limiting, polling or webhook, signals."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import signal
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
+from telegram.constants import ParseMode
 from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
+    Defaults,
     MessageHandler,
-    PersistenceInput,
-    PicklePersistence,
     TypeHandler,
     filters,
 )
@@ -23,12 +24,18 @@ from telegram.ext import (
 from bot import handlers
 from bot.config import Settings
 from bot.delivery import make_notifier
+from bot.files import FileStore
 from bot.jobs import JobBackend
+from bot.persistence import SQLitePersistence
 from bot.pool import EmbeddedPool
-from bot.services import SERVICES_KEY, Services
-from bot.updates import PerUserUpdateProcessor
+from bot.services import SERVICES_KEY, Services, services
+from bot.storage import Database
+from bot.updates import AlbumDue, PerUserUpdateProcessor
+from bot.webhook import WebhookServer
 
 logger = logging.getLogger(__name__)
+SWEEP_INTERVAL_S = 3600.0
+PERSISTENCE_INTERVAL_S = 1.0  # a kill loses at most this much of the conversations' last changes
 
 COMMANDS = [
     ("start", "how to use me"),
@@ -43,9 +50,29 @@ COMMANDS = [
 ]
 
 
-def quiet_noisy_loggers() -> None:
-    """httpx logs every request URL at INFO, and those URLs contain the bot token."""
-    for name in ("httpx", "httpcore"):
+class RedactingFormatter(logging.Formatter):
+    """Log lines never show the bot token or the webhook secret, whatever library wrote them."""
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = [secret for secret in secrets if secret]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+
+def configure_logging(settings: Settings) -> None:
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    formatter = RedactingFormatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", [settings.bot_token.get_secret_value(), secret]
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    for name in ("httpx", "httpcore"):  # they log every request URL, which contains the token
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -59,65 +86,124 @@ def add_handlers(application: Application) -> None:
     ):  # fmt: skip
         application.add_handler(CommandHandler(name, callback))
     application.add_handler(MessageHandler(filters.COMMAND, handlers.unknown_command))
-    application.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, handlers.on_picture))
+    pictures = filters.PHOTO | (filters.Document.ALL & ~filters.ANIMATION)  # a GIF comes as both
+    application.add_handler(MessageHandler(pictures, handlers.on_picture))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(CallbackQueryHandler(handlers.on_button))
+    application.add_handler(TypeHandler(AlbumDue, handlers.album_due))
     application.add_handler(MessageHandler(filters.ALL & ~filters.StatusUpdate.ALL, handlers.on_other_media))
     application.add_error_handler(handlers.on_error)
 
 
 def build_application(settings: Settings, backend: JobBackend | None = None) -> Application:
-    """The real Application; ``backend`` defaults to the embedded pool (a Redis one can replace it)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    persistence = PicklePersistence(
-        filepath=settings.persistence_path,
-        store_data=PersistenceInput(bot_data=False, chat_data=False, user_data=True, callback_data=False),
-        update_interval=5,
-    )
+    """The real Application; ``backend`` defaults to the embedded pool."""
+    database = Database(settings.database_path)
+    files = FileStore(settings.data_dir, settings.retention_hours * 3600)
+
+    sweeping: list[asyncio.Task] = []
 
     async def post_init(application: Application) -> None:
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
-        await application.bot_data[SERVICES_KEY].backend.start()
+        await services(application.bot_data).backend.start()
+        sweeping.append(asyncio.create_task(_sweep_forever(files), name="sweep"))
 
     async def post_stop(application: Application) -> None:
-        await application.bot_data[SERVICES_KEY].backend.stop()
+        for task in sweeping:
+            task.cancel()
+        await services(application.bot_data).backend.stop()
+
+    async def post_shutdown(application: Application) -> None:
+        database.close()
 
     application = (
         ApplicationBuilder()
         .token(settings.bot_token.get_secret_value())
         .base_url(settings.bot_api_url)
         .base_file_url(settings.bot_file_url)
+        .local_mode(settings.local_bot_api)
+        .defaults(Defaults(parse_mode=ParseMode.HTML))
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(PerUserUpdateProcessor())
-        .persistence(persistence)
+        .persistence(SQLitePersistence(database, update_interval=PERSISTENCE_INTERVAL_S))
         .post_init(post_init)
         .post_stop(post_stop)
+        .post_shutdown(post_shutdown)
         .build()
     )
     if backend is None:
-        backend = EmbeddedPool(settings, make_notifier(application))
-    application.bot_data[SERVICES_KEY] = Services(settings, backend)
+        backend = EmbeddedPool(settings, make_notifier(application), database, files)
+    application.bot_data[SERVICES_KEY] = Services(settings, backend, files)
     add_handlers(application)
     return application
 
 
-def webhook_options(settings: Settings) -> dict[str, Any]:
-    """``run_webhook``/``start_webhook`` arguments: serve the public URL's own path, check the secret."""
-    assert settings.webhook_url and settings.webhook_secret  # Settings enforces the pair
-    return {
-        "listen": settings.webhook_listen,
-        "port": settings.webhook_port,
-        "url_path": urlparse(settings.webhook_url).path.lstrip("/"),
-        "webhook_url": settings.webhook_url,
-        "secret_token": settings.webhook_secret.get_secret_value(),
-        "allowed_updates": Update.ALL_TYPES,
-    }
+async def _sweep_forever(files: FileStore) -> None:
+    """Pictures and results expire after the retention period (README: what is stored, how long)."""
+    while True:
+        removed = await asyncio.to_thread(files.sweep)
+        if removed:
+            logger.info("swept %d expired picture(s) and result(s)", removed)
+        await asyncio.sleep(SWEEP_INTERVAL_S)
 
 
-def run(settings: Settings) -> None:
-    """Long polling by default; a webhook server when WEBHOOK_URL is set."""
-    application = build_application(settings)
+async def start_bot(application: Application, settings: Settings) -> WebhookServer | None:
+    """Initialize, start the pool, then receive updates by long polling or on the webhook."""
+    await application.initialize()
+    await application.post_init(application)
+    server = None
     if settings.webhook_url:
-        application.run_webhook(**webhook_options(settings))
+        secret = settings.webhook_secret.get_secret_value()
+        server = WebhookServer(
+            application, settings.webhook_listen, settings.webhook_port, urlparse(settings.webhook_url).path,
+            secret,
+        )  # fmt: skip
+        server.start()
+        await application.bot.set_webhook(
+            settings.webhook_url, allowed_updates=Update.ALL_TYPES, secret_token=secret
+        )
     else:
-        application.run_polling(allowed_updates=Update.ALL_TYPES)
+        await application.updater.start_polling(
+            poll_interval=0.0, timeout=settings.poll_timeout_s, allowed_updates=Update.ALL_TYPES
+        )
+    await application.start()
+    return server
+
+
+async def stop_bot(application: Application, server: WebhookServer | None) -> None:
+    """Stop taking updates, let the pool finish or keep its jobs, then close everything."""
+    if application.updater.running:
+        await application.updater.stop()
+    if server is not None:
+        await server.stop()
+    if application.running:
+        await application.stop()
+    await application.post_stop(application)
+    await application.shutdown()
+    await application.post_shutdown(application)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM. A second signal during the shutdown grace changes nothing: the
+    shutdown already under way finishes, and the journal holds every unfinished job regardless."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(number: int) -> None:
+        if stopping.is_set():
+            logger.warning("%s again: already stopping, please wait", signal.Signals(number).name)
+        stopping.set()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, on_signal, number)
+    application = build_application(settings)
+    server = None
+    try:
+        server = await start_bot(application, settings)
+        logger.info("Atelier is running (%s)", "webhook" if server else "long polling")
+        await stopping.wait()
+    finally:
+        logger.info("stopping")
+        try:
+            await stop_bot(application, server)
+        except Exception:
+            logger.exception("stopping did not finish cleanly")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,12 @@ class Settings(BaseSettings):
     bot_token: SecretStr = Field(description="from @BotFather")
     bot_api_url: str = "https://api.telegram.org/bot"
     bot_file_url: str = "https://api.telegram.org/file/bot"
+    local_bot_api: bool = Field(
+        False, description="a local Bot API server (files up to 2 GB, read from disk)"
+    )
+    poll_timeout_s: int = Field(
+        10, ge=0, le=50, description="long polling: how long Telegram holds a request"
+    )
 
     # Webhook mode is used when WEBHOOK_URL is set; long polling otherwise.
     webhook_url: str | None = None
@@ -53,6 +60,7 @@ class Settings(BaseSettings):
     flood_messages: int = Field(20, ge=1, description="messages a user may send per flood_window_s")
     flood_window_s: float = 10.0
     progress_edit_interval_s: float = Field(3.0, ge=0.0)
+    retention_hours: float = Field(48.0, gt=0, description="how long pictures and results are kept")
     log_level: str = "INFO"
 
     @field_validator("allowed_user_ids", "admin_ids", mode="before")
@@ -79,16 +87,14 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def persistence_path(self) -> Path:
-        return self.data_dir / "conversations.pickle"
+    def database_path(self) -> Path:
+        """Conversations and the job journal (SQLite)."""
+        return self.data_dir / "atelier.sqlite3"
 
     @property
-    def results_dir(self) -> Path:
-        return self.data_dir / "results"
-
-    @property
-    def pending_jobs_path(self) -> Path:
-        return self.data_dir / "pending_jobs.pickle"
+    def cpu_cores(self) -> int:
+        """Cores this process may use (the container's or taskset's share, not the host's)."""
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     def is_allowed(self, user_id: int) -> bool:
         return not self.allowed_user_ids or user_id in self.allowed_user_ids or user_id in self.admin_ids

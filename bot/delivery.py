@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import io
+import html
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import aiofiles
 from PIL import Image
 from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 from telegram.ext import Application
@@ -19,13 +18,18 @@ from bot import texts
 from bot.jobs import EventSink, JobEvent, RenderJob
 from bot.keyboards import cancel_hq_keyboard, result_keyboard
 from bot.services import services
+from nst_core.images import encode_image
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], attempts: int = 4) -> T:
-    """Retry transient network failures (and 429s the rate limiter gave up on) with backoff."""
+async def with_retries(call: Callable[[], Awaitable[T]], idempotent: bool, attempts: int = 4) -> T:
+    """Retry what surely did not take effect: a 429 the rate limiter gave up on, or a failed request.
+
+    A time-out is different: Telegram may have received the request and acted on it. Only an
+    idempotent call (an edit) is repeated after one; a send is not, or the user gets it twice.
+    """
     for attempt in range(attempts):
         try:
             return await call()
@@ -35,21 +39,16 @@ async def with_retries(call: Callable[[], Awaitable[T]], attempts: int = 4) -> T
             delay = exc.retry_after
             await asyncio.sleep(delay.total_seconds() if hasattr(delay, "total_seconds") else float(delay))
         except (TimedOut, NetworkError) as exc:
-            if attempt == attempts - 1 or isinstance(exc, BadRequest):
+            timed_out_send = isinstance(exc, TimedOut) and not idempotent
+            if attempt == attempts - 1 or isinstance(exc, BadRequest) or timed_out_send:
                 raise
             await asyncio.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
 
 
-def result_path(results_dir: Path, user_id: int) -> Path:
-    return results_dir / f"{user_id}.png"
-
-
-def _to_jpeg(png: bytes) -> bytes:
-    with Image.open(io.BytesIO(png)) as image:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, "JPEG", quality=93)
-        return buffer.getvalue()
+def _jpeg_of(path: Path) -> bytes:
+    with Image.open(path) as image:
+        return encode_image(image, "JPEG", quality=93)
 
 
 def caption(job: RenderJob) -> str:
@@ -79,6 +78,7 @@ class _JobMessages:
         self.bot = application.bot
         self.job = job
         self.status_message_id: int | None = job.meta.get("status_message_id")
+        self.cancel_keyboard = cancel_hq_keyboard(job.job_id) if job.options.hq else None
         self.started_at = time.monotonic()
         self.last_edit = 0.0
 
@@ -94,27 +94,31 @@ class _JobMessages:
                 await with_retries(
                     lambda: self.bot.edit_message_text(
                         text, chat_id=chat_id, message_id=self.status_message_id, reply_markup=keyboard
-                    )
+                    ),
+                    idempotent=True,
                 )
                 return
             except BadRequest as exc:  # "message is not modified" or deleted by the user
                 if "not modified" in str(exc).lower():
                     return
-        message = await with_retries(lambda: self.bot.send_message(chat_id, text, reply_markup=keyboard))
+        message = await with_retries(
+            lambda: self.bot.send_message(chat_id, text, reply_markup=keyboard), idempotent=False
+        )
         self.status_message_id = message.message_id
+        self.job.meta["status_message_id"] = message.message_id  # journaled: a restart edits it
 
     async def _on_queued(self, event: JobEvent) -> None:
         if event.position > 0 or self.job.options.hq:
             eta = texts.human_duration(event.eta_s or 0)
             await self._status(
                 texts.QUEUED_AHEAD.format(ahead=event.position, eta=eta),
-                cancel_hq_keyboard() if self.job.options.hq else None,
+                self.cancel_keyboard,
             )
 
     async def _on_started(self, event: JobEvent) -> None:
         self.started_at = time.monotonic()
         if self.job.options.hq:
-            await self._status(texts.HQ_PROGRESS.format(percent=0, eta="…"), cancel_hq_keyboard())
+            await self._status(texts.HQ_PROGRESS.format(percent=0, eta="…"), self.cancel_keyboard)
         elif self.status_message_id is not None:
             await self._status(texts.PAINTING)
         else:
@@ -129,7 +133,7 @@ class _JobMessages:
         elapsed = now - self.started_at
         eta = texts.human_duration(elapsed / event.fraction - elapsed)
         await self._status(
-            texts.HQ_PROGRESS.format(percent=int(event.fraction * 100), eta=eta), cancel_hq_keyboard()
+            texts.HQ_PROGRESS.format(percent=int(event.fraction * 100), eta=eta), self.cancel_keyboard
         )
 
     async def _on_done(self, event: JobEvent) -> None:
@@ -142,20 +146,22 @@ class _JobMessages:
             await self._status(texts.CANCELLED_NOTHING)
 
     async def _on_failed(self, event: JobEvent) -> None:
-        await self._status(event.message)
+        await self._status(html.escape(event.message, quote=False))
 
-    async def _deliver(self, png: bytes, text: str) -> None:
-        settings = services(self.application.bot_data).settings
-        path = result_path(settings.results_dir, self.job.user_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        async with aiofiles.open(path, "wb") as handle:
-            await handle.write(png)
-        jpeg = await asyncio.to_thread(_to_jpeg, png)
-        options = self.job.options
-        keyboard = result_keyboard(options.alpha, options.preserve_color, options.hq)
+    async def _deliver(self, png: Path, text: str) -> None:
+        """Send the result as a photo, then keep the PNG for the "Full-size file" button."""
+        job = self.job
+        kept = services(self.application.bot_data).files.result_path(job.user_id, job.job_id)
+        if not png.exists() and kept.exists():  # sent before a restart; only the journal lagged
+            return
+        jpeg = await asyncio.to_thread(_jpeg_of, png)
+        keyboard = result_keyboard(job.job_id, job.options.preserve_color, job.options.hq)
         await with_retries(
-            lambda: self.bot.send_photo(self.job.chat_id, jpeg, caption=text, reply_markup=keyboard)
+            lambda: self.bot.send_photo(job.chat_id, jpeg, caption=text, reply_markup=keyboard),
+            idempotent=False,
         )
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(png.replace, kept)  # a rename: atomic, never a half-written file
         if self.status_message_id is not None:
             try:
                 await self.bot.delete_message(self.job.chat_id, self.status_message_id)

@@ -4,7 +4,10 @@ It speaks real HTTP with Telegram's JSON shapes, so the real ``Application`` (ht
 rate limiter, retries) runs against it unchanged via ``base_url``/``base_file_url``. Tests act as
 users through ``EmulatedUser`` (text, commands, photos, documents, albums, stickers, button
 presses) and read what the bot sent from ``chat_log``. Fault injection: ``fail_next`` (429 with
-retry_after, 5xx) and ``delay`` (slow responses). Once the bot calls ``setWebhook``, updates are
+retry_after, 5xx) and ``delay`` (slow responses). It is as strict as Telegram where a lenient
+emulator would hide a bug: HTML that Telegram cannot parse, texts over 4096 and captions over 1024
+characters, callback data over 64 bytes and alert texts over 200 characters are refused with
+Telegram's 400 errors (``rejected`` lists them). Once the bot calls ``setWebhook``, updates are
 POSTed to its URL with the ``X-Telegram-Bot-Api-Secret-Token`` header, as Telegram does.
 """
 
@@ -13,9 +16,11 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
+import html
 import io
 import itertools
 import json
+import re
 import sys
 import threading
 import time
@@ -38,6 +43,83 @@ BOT_USER = {
     "supports_inline_queries": False,
 }
 PHOTO_SIZES = (90, 320, 800, 1280)  # Telegram's thumbnail ladder; the largest is what bots should take
+MAX_TEXT, MAX_CAPTION, MAX_CALLBACK_DATA, MAX_ALERT = 4096, 1024, 64, 200
+HTML_TAGS = {
+    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "tg-emoji",
+    "code", "pre", "blockquote",
+}  # fmt: skip
+HTML_TAG = re.compile(
+    r"<(/?)([A-Za-z][A-Za-z0-9-]*)((?:\s+[A-Za-z-]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]+))?)*)\s*>"
+)
+CANT_PARSE = "Bad Request: can't parse entities"
+HTML_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#x[0-9A-Fa-f]+);")
+
+
+def telegram_html_text(markup: str) -> str:
+    """The visible text of Telegram-HTML ``markup``; raises ``_ApiError`` where Telegram answers 400."""
+    visible, stack, index = [], [], 0
+    while index < len(markup):
+        char = markup[index]
+        if char == "<":
+            tag = HTML_TAG.match(markup, index)
+            if tag is None or tag.group(2).lower() not in HTML_TAGS:
+                name = tag.group(2) if tag else markup[index + 1 : index + 10]
+                raise _ApiError(400, f'{CANT_PARSE}: Unsupported start tag "{name}" '
+                                     f"at byte offset {len(markup[:index].encode())}")  # fmt: skip
+            closing, name = tag.group(1), tag.group(2).lower()
+            if not closing:
+                stack.append(name)
+            elif not stack or stack.pop() != name:
+                raise _ApiError(
+                    400, f"{CANT_PARSE}: Unexpected end tag at byte offset {len(markup[:index].encode())}"
+                )
+            index = tag.end()
+        elif char == "&":
+            entity = HTML_ENTITY.match(markup, index)
+            if entity is None:
+                raise _ApiError(
+                    400,
+                    f"{CANT_PARSE}: Character '&' is reserved at byte offset {len(markup[:index].encode())}",
+                )
+            visible.append(html.unescape(entity.group()))
+            index = entity.end()
+        else:
+            visible.append(char)
+            index += 1
+    if stack:
+        raise _ApiError(
+            400,
+            f'{CANT_PARSE}: Can\'t find end tag corresponding to start tag "{stack[-1]}"',
+        )
+    return "".join(visible)
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def check_like_telegram(method: str, params: dict) -> None:
+    """Refuse what Telegram refuses: unparsable HTML, over-long texts, oversized callback data."""
+    html_mode = str(params.get("parse_mode", "")).upper() == "HTML"
+    if method in ("sendMessage", "editMessageText"):
+        text = params.get("text") or ""
+        shown = telegram_html_text(text) if html_mode else text
+        if not shown.strip():
+            raise _ApiError(400, "Bad Request: message text is empty")
+        if _utf16_length(shown) > MAX_TEXT:
+            raise _ApiError(400, "Bad Request: message is too long")
+    if method in ("sendPhoto", "sendDocument", "editMessageCaption") and params.get("caption"):
+        caption = params["caption"]
+        shown = telegram_html_text(caption) if html_mode else caption
+        if _utf16_length(shown) > MAX_CAPTION:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+    if method == "answerCallbackQuery" and _utf16_length(params.get("text") or "") > MAX_ALERT:
+        raise _ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+    for row in (params.get("reply_markup") or {}).get("inline_keyboard", []):
+        for button in row:
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA:
+                raise _ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
 
 
 @dataclass
@@ -85,6 +167,7 @@ class BotAPIEmulator:
         self._delays: dict[str, float] = {}
         self.webhook: dict | None = None
         self.commands: list[dict] = []
+        self.rejected: list[tuple[str, str]] = []  # (method, Telegram's error) for every 400 we gave
         self._server: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -293,6 +376,12 @@ class BotAPIEmulator:
         for key in ("reply_markup", "media", "allowed_updates", "commands"):
             if isinstance(params.get(key), str):
                 params[key] = json.loads(params[key])
+        try:
+            check_like_telegram(method, params)
+        except _ApiError as exc:
+            with self._cond:
+                self.rejected.append((method, exc.description))
+            raise
         if method == "getUpdates":
             return self._get_updates(params)
         simple = {
@@ -501,6 +590,14 @@ class EmulatedUser:
                 "type": "regular",
             }
         )
+
+    def send_animation(self, data: bytes) -> dict:
+        """A GIF as Telegram delivers it: an ``animation`` and, for old clients, a ``document`` too."""
+        file_id, unique = self.api.store_file(data, ".mp4")
+        media = {"file_id": file_id, "file_unique_id": unique, "file_name": "funny.mp4",
+                 "mime_type": "video/mp4", "file_size": len(data)}  # fmt: skip
+        animation = {**media, "width": 320, "height": 240, "duration": 2}
+        return self._push_message(animation=animation, document=media)
 
     def send_video(self) -> dict:
         return self._push_message(

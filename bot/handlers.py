@@ -1,20 +1,27 @@
-"""Conversation handlers: pictures in, commands, buttons. Each handler is short and never runs torch."""
+"""Conversation handlers: pictures in, commands, buttons. Each handler is short and never runs torch.
+
+Every reply is HTML (``Defaults(parse_mode=HTML)`` in ``app``), so anything a user typed or named is
+escaped before it is echoed. Each user's updates are handled one at a time, in the order sent
+(``bot.updates``); an album is collected until its last picture has settled and is handed over
+before the user's next update takes effect, whichever comes first.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from dataclasses import asdict, replace
 
-from telegram import Message, Update
-from telegram.constants import ParseMode
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram import Update
+from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
 
 from bot import texts
-from bot.delivery import result_path
 from bot.intake import IntakeError, fetch, receive_picture
-from bot.jobs import BackendError, RenderJob
+from bot.jobs import BackendError, RenderJob, new_job_id
 from bot.keyboards import (
+    ALPHA_CHOICES,
+    SIZE_CHOICES,
     alpha_keyboard,
     cancel_hq_keyboard,
     mix_keyboard,
@@ -22,12 +29,17 @@ from bot.keyboards import (
     retry_keyboard,
     settings_keyboard,
 )
-from bot.services import Services, services
+from bot.services import Album, Services, services
 from bot.state import ALPHA_STEP, ImageRef, Render, UserState, get_state, parse_alpha, parse_weights
+from bot.updates import AlbumDue
 
 logger = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE
 ALBUM_SETTLE_S = 1.2  # an album's pictures arrive as separate updates within about a second
+
+
+class ButtonError(Exception):
+    """Callback data that no keyboard of ours produces (stale, or forged)."""
 
 
 def _state(context: Context) -> UserState:
@@ -38,53 +50,65 @@ def _services(context: Context) -> Services:
     return services(context.bot_data)
 
 
-async def _reply(update: Update, text: str, **kwargs) -> Message:
-    return await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, **kwargs)
+async def _reply(update: Update, text: str, **kwargs) -> None:
+    await update.effective_message.reply_text(text, **kwargs)
 
 
 # ---------------------------------------------------------------------------- gate
 async def gate(update: Update, context: Context) -> None:
-    """Runs before every handler: the allowlist and the flood guard."""
+    """Runs before every handler: the flood guard, the allowlist, and a pending album."""
     user = update.effective_user
     if user is None or update.edited_message is not None:  # edits would replay old steps
         raise ApplicationHandlerStop
-    svc = _services(context)
-    if not svc.settings.is_allowed(user.id):
-        if update.effective_message:
-            await update.effective_message.reply_text(texts.NOT_ALLOWED)
-        raise ApplicationHandlerStop
+    svc, query = _services(context), update.callback_query
     allowed, warn = svc.flood.allow(user.id)
     if not allowed:
-        if warn and update.effective_message:
-            await update.effective_message.reply_text(texts.FLOOD)
-        if update.callback_query:
-            await update.callback_query.answer(texts.FLOOD)
+        if query:
+            await query.answer(texts.FLOOD)
+        elif warn and update.effective_message:
+            await _reply(update, texts.FLOOD)
         raise ApplicationHandlerStop
+    if not svc.settings.is_allowed(user.id):
+        if query:
+            await query.answer(texts.NOT_ALLOWED, show_alert=True)
+        elif update.effective_message and svc.strangers.allow(user.id)[0]:
+            await _reply(update, texts.NOT_ALLOWED)
+        raise ApplicationHandlerStop
+    album = svc.albums.get(user.id)
+    message = update.effective_message
+    if album is not None and (message is None or message.media_group_id != album.group_id):
+        await _flush_album(context.application, user.id)
 
 
 # ---------------------------------------------------------------------------- rendering
-async def start_render(context: Context, chat_id: int, user_id: int, render: Render) -> None:
-    """Download the pictures (cached), queue the job, and remember the render for the buttons."""
-    svc, state = _services(context), _state(context)
+async def start_render(
+    context: Context, chat_id: int, user_id: int, state: UserState, render: Render
+) -> None:
+    """Fetch the pictures, queue the job, and remember the render only once it is accepted."""
+    svc, bot = _services(context), context.bot
     settings = svc.settings
-    state.last = render
     try:
-        content = await fetch(context.bot, render.content, svc)
-        styles = tuple([await fetch(context.bot, ref, svc) for ref in render.styles])
+        content = await fetch(bot, render.content, user_id, svc)
+        styles = [await fetch(bot, ref, user_id, svc) for ref in render.styles]
     except IntakeError as exc:
-        await context.bot.send_message(chat_id, str(exc))
+        await bot.send_message(chat_id, str(exc))
         return
+    job_id = new_job_id()
+    content, staged_styles = await asyncio.to_thread(svc.files.stage_job, job_id, content, styles)
     options = render.options(settings.hq_steps, settings.hq_max_side, settings.hq_time_budget_s)
-    job = RenderJob(user_id=user_id, chat_id=chat_id, content=content, styles=styles, options=options)
+    job = RenderJob(user_id, chat_id, content, staged_styles, options, job_id=job_id)
     try:
         await svc.backend.submit(job)
     except BackendError as exc:
-        await context.bot.send_message(chat_id, str(exc), reply_markup=retry_keyboard())
+        await asyncio.to_thread(svc.files.remove_job, job_id)
+        state.refused = render
+        await bot.send_message(chat_id, str(exc), reply_markup=retry_keyboard())
+        return
+    state.remember(job_id, render)
 
 
-async def _render_pending(update: Update, context: Context, weights: list[float] | None) -> None:
+async def _render_pending(context: Context, chat_id: int, user_id: int, state: UserState, weights) -> None:
     """The user has a photo and style(s): build the render from their settings and start it."""
-    state = _state(context)
     user_settings = state.settings
     render = Render(
         content=state.content, styles=list(state.styles), weights=weights, alpha=user_settings.alpha,
@@ -93,74 +117,85 @@ async def _render_pending(update: Update, context: Context, weights: list[float]
     )  # fmt: skip
     user_settings.hq_next = False
     state.reset()
-    await start_render(context, update.effective_chat.id, update.effective_user.id, render)
+    await start_render(context, chat_id, user_id, state, render)
 
 
-async def accept_pictures(update: Update, context: Context, refs: list[ImageRef]) -> None:
+async def accept_pictures(
+    context: Context, chat_id: int, user_id: int, state: UserState, refs: list[ImageRef]
+) -> None:
     """The conversation's core: where new pictures go depends on what we are waiting for."""
-    state, max_mix = _state(context), _services(context).settings.max_mix_styles
+    max_mix, send = _services(context).settings.max_mix_styles, context.bot.send_message
     if state.awaiting == "content":
         state.content, refs = refs[0], refs[1:]
         state.awaiting = "mix_styles" if state.mix_requested else "style"
         state.mix_requested = False
         if not refs:
             mixing = state.awaiting == "mix_styles"
-            await _reply(update, texts.MIX_START.format(max_mix=max_mix) if mixing else texts.ASK_STYLE)
+            await send(chat_id, texts.MIX_START.format(max_mix=max_mix) if mixing else texts.ASK_STYLE)
             return
     if state.awaiting == "style":
         state.styles = refs[:max_mix]
-        await _render_pending(update, context, None)
+        await _render_pending(context, chat_id, user_id, state, None)
         return
     state.styles = (state.styles + refs)[:max_mix]
     state.awaiting = "mix_styles"
     count = len(state.styles)
     example = " ".join(["1"] * count) if count > 1 else "0.7 0.3"
     if count >= max_mix:
-        await _reply(
-            update, texts.MIX_ENOUGH.format(max_mix=max_mix, example=example), reply_markup=mix_keyboard()
-        )
+        text, keyboard = texts.MIX_ENOUGH.format(max_mix=max_mix, example=example), mix_keyboard()
     else:
-        await _reply(
-            update,
-            texts.MIX_GOT_STYLE.format(count=count, example=example),
-            reply_markup=mix_keyboard() if count >= 2 else None,
-        )
+        text = texts.MIX_GOT_STYLE.format(count=count, example=example)
+        keyboard = mix_keyboard() if count >= 2 else None
+    await send(chat_id, text, reply_markup=keyboard)
 
 
 # ---------------------------------------------------------------------------- pictures
 async def on_picture(update: Update, context: Context) -> None:
-    message = update.effective_message
-    svc = _services(context)
+    message, svc = update.effective_message, _services(context)
     try:
         ref = await receive_picture(message, context.bot, svc)
     except IntakeError as exc:
         await _reply(update, str(exc))
         return
+    user_id, chat_id = update.effective_user.id, update.effective_chat.id
     if message.media_group_id is None:
-        await accept_pictures(update, context, [ref])
+        await accept_pictures(context, chat_id, user_id, _state(context), [ref])
         return
-    key = (update.effective_user.id, message.media_group_id)
-    album = svc.albums.setdefault(key, {"refs": [], "task": None})
-    album["refs"].append((message.message_id, ref))
-    if album["task"] is not None:
-        album["task"].cancel()
-    album["task"] = asyncio.create_task(_flush_album(update, context, key))
+    album = svc.albums.setdefault(user_id, Album(message.media_group_id, chat_id))
+    album.pictures.append((message.message_id, ref))
+    context.application.create_task(_album_timer(context.application, user_id, album))
 
 
-async def _flush_album(update: Update, context: Context, key: tuple) -> None:
-    """After the album's last picture settles, hand all of them over in order."""
+async def _album_timer(application: Application, user_id: int, album: Album) -> None:
+    """After a quiet spell, ask (through the update queue, so in the user's order) to flush the album."""
+    seen = len(album.pictures)
     await asyncio.sleep(ALBUM_SETTLE_S)
-    album = _services(context).albums.pop(key)
-    refs = [ref for _, ref in sorted(album["refs"], key=lambda item: item[0])]
-    await accept_pictures(update, context, refs)
+    if len(album.pictures) == seen:  # no picture arrived since: the album is complete
+        await application.update_queue.put(AlbumDue(user_id, album.group_id))
+
+
+async def album_due(update: AlbumDue, context: Context) -> None:
+    album = _services(context).albums.get(update.user_id)
+    if album is not None and album.group_id == update.group_id:
+        await _flush_album(context.application, update.user_id)
+
+
+async def _flush_album(application: Application, user_id: int) -> None:
+    """Hand all of an album's pictures over, in the order they were sent."""
+    svc = services(application.bot_data)
+    album = svc.albums.pop(user_id)
+    refs = [ref for _, ref in sorted(album.pictures, key=lambda item: item[0])]
+    context = ContextTypes.DEFAULT_TYPE(application, user_id=user_id)
+    await accept_pictures(context, album.chat_id, user_id, get_state(application.user_data[user_id]), refs)
+    application.mark_data_for_update_persistence(user_ids=user_id)
 
 
 async def on_other_media(update: Update, context: Context) -> None:
     message = update.effective_message
     kinds = [
         ("sticker", "stickers"),
-        ("video", "videos"),
         ("animation", "GIF animations"),
+        ("video", "videos"),
         ("voice", "voice messages"),
         ("audio", "audio"),
         ("video_note", "video messages"),
@@ -181,9 +216,9 @@ async def on_text(update: Update, context: Context) -> None:
         try:
             weights = parse_weights(update.effective_message.text, len(state.styles))
         except ValueError as exc:
-            await _reply(update, str(exc))
+            await _reply(update, html.escape(str(exc)))
             return
-        await _render_pending(update, context, weights)
+        await _render_pending(context, update.effective_chat.id, update.effective_user.id, state, weights)
         return
     await _reply(update, texts.TEXT_WHEN_PICTURE_EXPECTED.format(next_step=texts.next_step(state.awaiting)))
 
@@ -215,7 +250,7 @@ async def alpha(update: Update, context: Context) -> None:
     try:
         value = parse_alpha(" ".join(context.args))
     except ValueError as exc:
-        await _reply(update, str(exc))
+        await _reply(update, html.escape(str(exc)))
         return
     await _set_alpha(update, context, value)
 
@@ -224,10 +259,15 @@ async def _set_alpha(update: Update, context: Context, value: float) -> None:
     state = _state(context)
     state.settings.alpha = value
     shown = texts.format_alpha(value)
+    send = context.bot.send_message
     if state.last is not None and abs(state.last.alpha - value) > 1e-9:
-        await _reply(update, texts.ALPHA_RERENDER.format(alpha=shown), reply_markup=rerender_keyboard())
+        await send(
+            update.effective_chat.id,
+            texts.ALPHA_RERENDER.format(alpha=shown),
+            reply_markup=rerender_keyboard(),
+        )
     else:
-        await _reply(update, texts.ALPHA_SET.format(alpha=shown))
+        await send(update.effective_chat.id, texts.ALPHA_SET.format(alpha=shown))
 
 
 async def mix(update: Update, context: Context) -> None:
@@ -245,13 +285,9 @@ async def mix(update: Update, context: Context) -> None:
 
 async def hq(update: Update, context: Context) -> None:
     state = _state(context)
-    if state.content is not None and state.styles and state.awaiting in ("mix_styles", "mix_weights"):
-        state.settings.hq_next = True
-        await _reply(update, texts.HQ_ARMED)
-        return
-    if state.awaiting == "content" and state.last is not None:
+    if state.awaiting == "content" and state.content is None and state.last is not None:
         render = replace(state.last, hq=True)
-        await start_render(context, update.effective_chat.id, update.effective_user.id, render)
+        await start_render(context, update.effective_chat.id, update.effective_user.id, state, render)
         return
     state.settings.hq_next = True
     await _reply(update, texts.HQ_ARMED)
@@ -262,7 +298,7 @@ async def cancel(update: Update, context: Context) -> None:
     job = svc.backend.active_job(update.effective_user.id)
     if job is not None:
         if job.options.hq:
-            await _reply(update, texts.CANCEL_HQ_ASK, reply_markup=cancel_hq_keyboard())
+            await _reply(update, texts.CANCEL_HQ_ASK, reply_markup=cancel_hq_keyboard(job.job_id))
         else:
             await svc.backend.cancel(update.effective_user.id)
         return
@@ -280,10 +316,13 @@ async def reset(update: Update, context: Context) -> None:
 
 
 async def forget(update: Update, context: Context) -> None:
+    """Delete everything about the user: jobs (silently), pictures, results, state, flood record."""
     svc = _services(context)
     user_id = update.effective_user.id
-    await svc.backend.cancel(user_id)
-    result_path(svc.settings.results_dir, user_id).unlink(missing_ok=True)
+    await svc.backend.forget_user(user_id)
+    await asyncio.to_thread(svc.files.forget_user, user_id)
+    svc.flood.forget(user_id)
+    svc.albums.pop(user_id, None)
     context.user_data.clear()
     context.application.drop_user_data(user_id)
     await _reply(update, texts.FORGET_DONE)
@@ -300,9 +339,8 @@ async def stats(update: Update, context: Context) -> None:
 
 
 async def settings_command(update: Update, context: Context) -> None:
-    await _reply(
-        update, _settings_text(_state(context)), reply_markup=settings_keyboard(_state(context).settings)
-    )
+    state = _state(context)
+    await _reply(update, _settings_text(state), reply_markup=settings_keyboard(state.settings))
 
 
 def _settings_text(state: UserState) -> str:
@@ -317,7 +355,7 @@ def _settings_text(state: UserState) -> str:
 
 async def unknown_command(update: Update, context: Context) -> None:
     command = (update.effective_message.text or "").split()[0]
-    await _reply(update, texts.UNKNOWN_COMMAND.format(command=command))
+    await _reply(update, texts.UNKNOWN_COMMAND.format(command=html.escape(command)))
 
 
 # ---------------------------------------------------------------------------- buttons
@@ -325,57 +363,74 @@ async def on_button(update: Update, context: Context) -> None:
     query = update.callback_query
     verb, _, argument = (query.data or "").partition(":")
     handler = BUTTONS.get(verb)
-    if handler is None:
-        await query.answer()
-        return
-    await handler(update, context, argument)
+    try:
+        if handler is None:
+            raise ButtonError(verb)
+        await handler(update, context, argument)
+    except ButtonError:
+        await query.answer(texts.BUTTON_UNKNOWN, show_alert=True)
+
+
+def _choice(value: str, choices: tuple) -> float | int:
+    """A button's number, accepted only if it is one our keyboards offer."""
+    kind = type(choices[0])
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ButtonError(value) from None
+    if number not in choices:
+        raise ButtonError(value)
+    return number
 
 
 async def _rerender_button(update: Update, context: Context, argument: str) -> None:
     query, state = update.callback_query, _state(context)
-    if argument == "file":
-        await _send_result_file(update, context)
+    action, _, job_id = argument.partition(":")
+    if action == "file":
+        await _send_result_file(update, context, job_id)
         return
-    if state.last is None:
-        await query.answer(texts.NOTHING_TO_RERENDER, show_alert=True)
+    render = state.renders.get(job_id)
+    if render is None:
+        await query.answer(texts.RESULT_GONE, show_alert=True)
         return
-    last = state.last
     changes = {
-        "less": {"alpha": max(0.0, round(last.alpha - ALPHA_STEP, 3)), "hq": False},
-        "more": {"alpha": min(1.0, round(last.alpha + ALPHA_STEP, 3)), "hq": False},
-        "color": {"preserve_color": "none" if last.preserve_color != "none" else "luminance", "hq": False},
+        "less": {"alpha": max(0.0, round(render.alpha - ALPHA_STEP, 3)), "hq": False},
+        "more": {"alpha": min(1.0, round(render.alpha + ALPHA_STEP, 3)), "hq": False},
+        "color": {"preserve_color": "none" if render.preserve_color != "none" else "luminance", "hq": False},
         "hq": {"hq": True},
-    }.get(argument)
+    }.get(action)
     if changes is None:
-        await query.answer()
-        return
-    render = replace(last, **changes)
+        raise ButtonError(action)
+    render = replace(render, **changes)
     state.settings.alpha, state.settings.preserve_color = render.alpha, render.preserve_color
     await query.answer()
-    await start_render(context, update.effective_chat.id, update.effective_user.id, render)
+    await start_render(context, update.effective_chat.id, update.effective_user.id, state, render)
 
 
-async def _send_result_file(update: Update, context: Context) -> None:
+async def _send_result_file(update: Update, context: Context, job_id: str) -> None:
     query = update.callback_query
-    path = result_path(_services(context).settings.results_dir, update.effective_user.id)
+    path = _services(context).files.result_path(update.effective_user.id, job_id)
     if not path.exists():
         await query.answer(texts.FILE_GONE, show_alert=True)
         return
     await query.answer()
-    await context.bot.send_document(update.effective_chat.id, path.read_bytes(), filename="atelier.png")
+    data = await asyncio.to_thread(path.read_bytes)
+    await context.bot.send_document(update.effective_chat.id, data, filename="atelier.png")
 
 
 async def _alpha_button(update: Update, context: Context, argument: str) -> None:
     query, state = update.callback_query, _state(context)
-    await query.answer()
     if argument == "rerender":
+        await query.answer()
         if state.last is None:
             await context.bot.send_message(update.effective_chat.id, texts.NOTHING_TO_RERENDER)
             return
         render = replace(state.last, alpha=state.settings.alpha, hq=False)
-        await start_render(context, update.effective_chat.id, update.effective_user.id, render)
+        await start_render(context, update.effective_chat.id, update.effective_user.id, state, render)
         return
-    await _set_alpha(update, context, parse_alpha(argument))
+    value = _choice(argument, ALPHA_CHOICES)
+    await query.answer()
+    await _set_alpha(update, context, value)
 
 
 async def _mix_button(update: Update, context: Context, argument: str) -> None:
@@ -384,24 +439,30 @@ async def _mix_button(update: Update, context: Context, argument: str) -> None:
         await query.answer(texts.MIX_NEED_MORE.format(count=len(state.styles)), show_alert=True)
         return
     await query.answer()
-    await _render_pending(update, context, None)
+    await _render_pending(context, update.effective_chat.id, update.effective_user.id, state, None)
 
 
 async def _cancel_button(update: Update, context: Context, argument: str) -> None:
-    query = update.callback_query
-    cancelled = await _services(context).backend.cancel(
-        update.effective_user.id, keep_partial=argument == "keep"
-    )
-    await query.answer("Stopping…" if cancelled else "Nothing is running.")
+    query, backend = update.callback_query, _services(context).backend
+    choice, _, job_id = argument.partition(":")
+    if choice not in ("keep", "drop"):
+        raise ButtonError(choice)
+    job = backend.active_job(update.effective_user.id)
+    if job is None or job.job_id != job_id:
+        await query.answer(texts.ALREADY_FINISHED)
+        return
+    await backend.cancel(update.effective_user.id, keep_partial=choice == "keep")
+    await query.answer(texts.STOPPING)
 
 
 async def _retry_button(update: Update, context: Context, argument: str) -> None:
     query, state = update.callback_query, _state(context)
     await query.answer()
-    if state.last is None:
+    render, state.refused = state.refused, None
+    if render is None:
         await context.bot.send_message(update.effective_chat.id, texts.NOTHING_TO_RERENDER)
         return
-    await start_render(context, update.effective_chat.id, update.effective_user.id, state.last)
+    await start_render(context, update.effective_chat.id, update.effective_user.id, state, render)
 
 
 async def _settings_button(update: Update, context: Context, argument: str) -> None:
@@ -409,17 +470,19 @@ async def _settings_button(update: Update, context: Context, argument: str) -> N
     setting, _, value = argument.partition(":")
     user_settings = state.settings
     if setting == "alpha":
-        user_settings.alpha = parse_alpha(value)
+        user_settings.alpha = _choice(value, ALPHA_CHOICES)
     elif setting == "color" and value in texts.COLOR_NAMES:
         user_settings.preserve_color = value
-    elif setting == "size" and value.isdigit():
-        user_settings.max_side = min(int(value), _services(context).settings.output_max_side)
-    elif setting == "hq":
+    elif setting == "size":
+        user_settings.max_side = min(
+            _choice(value, SIZE_CHOICES), _services(context).settings.output_max_side
+        )
+    elif setting == "hq" and value == "toggle":
         user_settings.hq_next = not user_settings.hq_next
+    else:
+        raise ButtonError(argument)
     await query.answer(texts.SETTING_SAVED)
-    await query.edit_message_text(
-        _settings_text(state), parse_mode=ParseMode.HTML, reply_markup=settings_keyboard(user_settings)
-    )
+    await query.edit_message_text(_settings_text(state), reply_markup=settings_keyboard(user_settings))
 
 
 BUTTONS = {
@@ -437,8 +500,6 @@ async def on_error(update: object, context: Context) -> None:
     logger.error("unhandled error while handling an update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat:
         try:
-            await context.bot.send_message(
-                update.effective_chat.id, "Sorry, something went wrong on my side. Please try again."
-            )
+            await context.bot.send_message(update.effective_chat.id, texts.SOMETHING_WENT_WRONG)
         except Exception:
             logger.debug("could not report the error to the user", exc_info=True)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from telegram import Bot, Message
 from telegram.error import TelegramError
 
 from bot import texts
+from bot.files import write_atomically
 from bot.services import Services
 from bot.state import ImageRef
 from nst_core.errors import ImageError
-from nst_core.images import ImageLimits, decode_image
+from nst_core.images import ImageLimits, inspect_image, megabytes
 
 logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".jfif"}
@@ -44,50 +46,54 @@ def describe(message: Message, max_bytes: int) -> Incoming:
         mime = document.mime_type or "unknown type"
         looks_like_image = mime.startswith("image/") or PurePath(name).suffix.lower() in IMAGE_EXTENSIONS
         if not looks_like_image:
-            raise IntakeError(texts.NOT_AN_IMAGE_DOCUMENT.format(name=name, mime=mime))
+            raise IntakeError(
+                texts.NOT_AN_IMAGE_DOCUMENT.format(name=html.escape(name), mime=html.escape(mime))
+            )
         incoming = Incoming(ImageRef(document.file_id, document.file_unique_id), document.file_size)
     else:
         raise IntakeError(texts.NOT_A_PICTURE)
     if incoming.file_size and incoming.file_size > max_bytes:
-        raise IntakeError(
-            texts.FILE_TOO_BIG.format(
-                size=texts.human_size(incoming.file_size), limit=texts.human_size(max_bytes)
-            )
-        )
+        raise IntakeError(too_big(incoming.file_size, max_bytes))
     return incoming
 
 
-async def fetch(bot: Bot, ref: ImageRef, services: Services) -> bytes:
-    """The picture's bytes, from the cache or Telegram; raises IntakeError on failure."""
-    cached = services.files.get(ref.unique_id)
-    if cached is not None:
-        return cached
+def too_big(size: int, limit: int) -> str:
+    return texts.FILE_TOO_BIG.format(size=megabytes(size), limit=megabytes(limit))
+
+
+async def fetch(bot: Bot, ref: ImageRef, user_id: int, services: Services) -> Path:
+    """The picture's file on disk, downloaded from Telegram unless already there; IntakeError on failure."""
+    path = services.files.picture_path(user_id, ref.unique_id)
+    if path.exists():
+        path.touch()  # used again: keep it for another retention period
+        return path
     try:
         telegram_file = await bot.get_file(ref.file_id)
         if telegram_file.file_size and telegram_file.file_size > services.settings.max_download_bytes:
-            raise IntakeError(
-                texts.FILE_TOO_BIG.format(
-                    size=texts.human_size(telegram_file.file_size),
-                    limit=texts.human_size(services.settings.max_download_bytes),
-                )
-            )
+            raise IntakeError(too_big(telegram_file.file_size, services.settings.max_download_bytes))
         data = bytes(await telegram_file.download_as_bytearray())
     except TelegramError as exc:
         logger.warning("download of %s failed: %s", ref.unique_id, exc)
         raise IntakeError(texts.DOWNLOAD_FAILED) from exc
-    services.files.put(ref.unique_id, data)
-    return data
+    await asyncio.to_thread(write_atomically, path, data)
+    return path
+
+
+def _inspect_file(path: Path, limits: ImageLimits) -> tuple[int, int]:
+    return inspect_image(path.read_bytes(), limits)
 
 
 async def receive_picture(message: Message, bot: Bot, services: Services) -> ImageRef:
-    """Download and fully decode (in a thread) the message's picture, so bad files are caught now."""
+    """Download the message's picture and check it (header and structure, in a thread), so bad files
+    are caught now; the pixels are decoded later, in a worker, at the size the render needs."""
     settings = services.settings
     incoming = describe(message, settings.max_download_bytes)
-    data = await fetch(bot, incoming.ref, services)
+    path = await fetch(bot, incoming.ref, message.from_user.id, services)
     limits = ImageLimits(max_bytes=settings.max_download_bytes, max_pixels=settings.max_pixels)
     try:
-        image = await asyncio.to_thread(decode_image, data, limits)
+        width, height = await asyncio.to_thread(_inspect_file, path, limits)
     except ImageError as exc:
-        raise IntakeError(texts.BAD_IMAGE.format(reason=exc)) from exc
+        path.unlink(missing_ok=True)
+        raise IntakeError(texts.BAD_IMAGE.format(reason=html.escape(str(exc)))) from exc
     ref = incoming.ref
-    return ImageRef(ref.file_id, ref.unique_id, image.width, image.height)
+    return ImageRef(ref.file_id, ref.unique_id, width, height)

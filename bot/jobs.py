@@ -2,37 +2,67 @@
 
 Handlers build a ``RenderJob`` and ``submit`` it; the backend reports what happens through the
 ``EventSink`` that its notifier factory makes for each job. Because the sink is made from the job
-itself (not captured at submit time), a backend can keep jobs across restarts, or run them in
-another process or on another machine (a Redis backend), without the handlers changing.
+itself (not captured at submit time), a backend can keep jobs across restarts without the handlers
+changing. A job names its pictures by path (files in its own folder), never holds their bytes, and
+travels as a versioned JSON record.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 from nst_core.options import RenderOptions
 
 EventKind = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
+RECORD_VERSION = 1
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 @dataclass(frozen=True)
 class RenderJob:
-    """Everything a worker needs: image bytes (not file ids) so workers never talk to Telegram."""
+    """Everything a worker needs: picture files (not file ids) so workers never talk to Telegram."""
 
     user_id: int
     chat_id: int
-    content: bytes
-    styles: tuple[bytes, ...]
+    content: Path
+    styles: tuple[Path, ...]
     options: RenderOptions
-    job_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    meta: dict = field(default_factory=dict)  # handler's own bookkeeping (e.g. progress message id)
+    job_id: str = field(default_factory=new_job_id)
+    meta: dict = field(default_factory=dict)  # the status message id; attempts after lost workers
 
     @property
     def kind(self) -> str:
         return "hq" if self.options.hq else "fast"
+
+    @property
+    def result_path(self) -> Path:
+        """Where the worker writes the finished picture (PNG), beside the job's inputs."""
+        return self.content.parent / "result.png"
+
+    def to_record(self) -> dict:
+        return {
+            "v": RECORD_VERSION, "job_id": self.job_id, "user_id": self.user_id, "chat_id": self.chat_id,
+            "content": str(self.content), "styles": [str(path) for path in self.styles],
+            "options": asdict(self.options), "meta": self.meta,
+        }  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: dict) -> RenderJob:
+        if record.get("v") != RECORD_VERSION:
+            raise ValueError(f"unknown job record version {record.get('v')!r}")
+        return cls(
+            user_id=record["user_id"], chat_id=record["chat_id"], content=Path(record["content"]),
+            styles=tuple(Path(path) for path in record["styles"]),
+            options=RenderOptions(**record["options"]), job_id=record["job_id"], meta=record["meta"],
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,9 +72,23 @@ class JobEvent:
     position: int = 0  # queued: jobs ahead of this one
     eta_s: float | None = None
     fraction: float = 0.0  # progress: share of the work done
-    image: bytes | None = None  # done / cancelled-with-result: PNG bytes
+    image: Path | None = None  # done / cancelled-with-result: the PNG file
     size: tuple[int, int] | None = None
     message: str = ""  # failed: a sentence for the user
+
+    def outcome_record(self) -> str:
+        """A final event without its job, for the journal (so a restart can deliver it)."""
+        return json.dumps(
+            {"kind": self.kind, "image": str(self.image) if self.image else None, "size": self.size,
+             "message": self.message}
+        )  # fmt: skip
+
+    @classmethod
+    def from_outcome(cls, job: RenderJob, text: str) -> JobEvent:
+        data = json.loads(text)
+        size = tuple(data["size"]) if data["size"] else None
+        image = Path(data["image"]) if data["image"] else None
+        return cls(data["kind"], job, image=image, size=size, message=data["message"])
 
 
 EventSink = Callable[[JobEvent], Awaitable[None]]
@@ -87,7 +131,11 @@ class JobBackend(Protocol):
         ...
 
     async def cancel(self, user_id: int, keep_partial: bool = False) -> bool:
-        """Cancel the user's job; True if there was one."""
+        """Cancel the user's job, whenever the request arrives; True if there was one."""
+        ...
+
+    async def forget_user(self, user_id: int) -> None:
+        """Drop the user's jobs silently: nothing more is sent or written for them."""
         ...
 
     def active_job(self, user_id: int) -> RenderJob | None: ...

@@ -13,15 +13,17 @@ SIZE_CHOICES = (512, 768, 1024)
 COLOR_CHOICES = (("none", "Style colours"), ("luminance", "Keep colours"), ("histogram", "Match colours"))
 
 
-def result_keyboard(alpha: float, preserve_color: str, hq: bool) -> Markup:
+def result_keyboard(job_id: str, preserve_color: str, hq: bool) -> Markup:
+    """Buttons under a result; each names the job that made it, so it acts on that result."""
     colour = "🎨 Style colours" if preserve_color != "none" else "📷 Keep my colours"
     rows = [
-        [Button("➖ Less style", callback_data="re:less"), Button("➕ More style", callback_data="re:more")],
-        [Button(colour, callback_data="re:color")],
-        [Button("📎 Full-size file", callback_data="re:file")],
-    ]
+        [Button("➖ Less style", callback_data=f"re:less:{job_id}"),
+         Button("➕ More style", callback_data=f"re:more:{job_id}")],
+        [Button(colour, callback_data=f"re:color:{job_id}")],
+        [Button("📎 Full-size file", callback_data=f"re:file:{job_id}")],
+    ]  # fmt: skip
     if not hq:
-        rows[1].append(Button("✨ HQ", callback_data="re:hq"))
+        rows[1].append(Button("✨ HQ", callback_data=f"re:hq:{job_id}"))
     return Markup(rows)
 
 
@@ -40,10 +42,10 @@ def mix_keyboard() -> Markup:
     return Markup([[Button("⚖️ Equal weights", callback_data="mix:equal")]])
 
 
-def cancel_hq_keyboard() -> Markup:
+def cancel_hq_keyboard(job_id: str) -> Markup:
     return Markup([[
-        Button("⏹ Stop, send what you have", callback_data="cancel:keep"),
-        Button("🗑 Stop, discard", callback_data="cancel:drop"),
+        Button("⏹ Stop, send what you have", callback_data=f"cancel:keep:{job_id}"),
+        Button("🗑 Stop, discard", callback_data=f"cancel:drop:{job_id}"),
     ]])  # fmt: skip
 
 

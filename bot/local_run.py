@@ -14,16 +14,17 @@ from pathlib import Path
 
 from telegram.ext import Application
 
-from bot.app import build_application, webhook_options
+from bot.app import build_application, start_bot, stop_bot
 from bot.config import Settings
 from bot.emulator import BotAPIEmulator
+from bot.webhook import WebhookServer
 
 
 def emulator_settings(emulator: BotAPIEmulator, data_dir: Path, **overrides) -> Settings:
     """Settings that point the bot at a local emulator; a developer's ``.env`` is ignored."""
     return Settings(
         _env_file=None, bot_token=emulator.token, bot_api_url=emulator.base_url,
-        bot_file_url=emulator.base_file_url, data_dir=data_dir, **overrides,
+        bot_file_url=emulator.base_file_url, data_dir=data_dir, poll_timeout_s=1, **overrides,
     )  # fmt: skip
 
 
@@ -32,6 +33,7 @@ class LocalBot:
         self.settings = settings
         self.backend = backend
         self.application: Application | None = None
+        self._server: WebhookServer | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="local-bot")
 
@@ -52,15 +54,7 @@ class LocalBot:
 
     async def _start(self) -> None:
         self.application = build_application(self.settings, self.backend)
-        app = self.application
-        await app.initialize()
-        if app.post_init:
-            await app.post_init(app)
-        if self.settings.webhook_url:
-            await app.updater.start_webhook(**webhook_options(self.settings))
-        else:
-            await app.updater.start_polling(poll_interval=0.0, timeout=1, drop_pending_updates=False)
-        await app.start()
+        self._server = await start_bot(self.application, self.settings)
 
     def stop(self) -> None:
         if self.application is not None:
@@ -69,14 +63,7 @@ class LocalBot:
         self._thread.join(timeout=10)
 
     async def _stop(self) -> None:
-        app = self.application
-        if app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        if app.post_stop:
-            await app.post_stop(app)
-        await app.shutdown()
+        await stop_bot(self.application, self._server)
 
     def run(self, coroutine, timeout: float = 60.0):
         """Run a coroutine on the bot's loop (e.g. to inspect the backend) and return its result."""

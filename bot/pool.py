@@ -3,9 +3,13 @@
 - Handlers never run torch: the pool hands jobs to ``bot.worker`` processes over pipes and reads
   their events with ``loop.add_reader``, so the event loop never blocks.
 - Each user has at most one active job; the queue has a cap; users learn their place and an ETA.
-- A worker that dies (crash, OOM kill) or overruns its deadline (hang) is killed and replaced;
-  its user gets a clear message and the other workers carry on.
-- ``stop`` keeps queued jobs (and the ones it had to interrupt) in a file that ``start`` reloads.
+- Every accepted job is in the journal (SQLite) until its result has been sent: a kill -9 at any
+  point loses nothing, and the next start resumes queued and interrupted jobs and sends finished ones.
+- A cancel holds whenever it arrives (before the worker has the job, while it runs, or after it
+  finished but before delivery); ``forget_user`` silences a user's jobs completely.
+- A worker that dies (crash, OOM kill, even while idle) or overruns its deadline (hang) is replaced;
+  a job it never started runs again. If workers cannot be started, queued users are told.
+- Delivery to Telegram runs beside the slot, so a slow upload never holds a worker.
 """
 
 from __future__ import annotations
@@ -14,22 +18,25 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
-import pickle
 import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from bot import texts
 from bot.config import Settings
+from bot.files import FileStore
 from bot.jobs import AlreadyBusy, BackendStats, EventSink, JobEvent, NotifierFactory, QueueFull, RenderJob
+from bot.journal import JobJournal
+from bot.storage import Database
 from bot.worker import worker_main
 
 logger = logging.getLogger(__name__)
-CRASHED = "The painter crashed while working on your picture. I've restarted it; please try again."
-TIMED_OUT = "Your picture took too long and was stopped. Try a smaller size or fewer styles."
-SHUTTING_DOWN = "I'm restarting right now; please send that again in a minute."
 WORKER_START_TIMEOUT_S = 180.0
+RESPAWN_ATTEMPTS = 3  # then the slot is down: queued users are told, and it retries slowly
+RESPAWN_BACKOFF_S = 0.5
+DOWN_RETRY_S = 30.0
+MAX_ATTEMPTS = 2  # a job whose worker vanished before starting it runs once more
 
 
 @dataclass
@@ -39,61 +46,92 @@ class _Worker:
     control: Connection
     events: Connection
     inbox: asyncio.Queue
+    exited: bool = False
 
 
 class EmbeddedPool:
     """``JobBackend`` running jobs in local worker processes (CUDA when present, else CPU)."""
 
-    def __init__(self, settings: Settings, notifier: NotifierFactory) -> None:
+    def __init__(
+        self, settings: Settings, notifier: NotifierFactory, database: Database, files: FileStore
+    ) -> None:
         self.settings = settings
         self.notifier = notifier
+        self.files = files
+        self._journal = JobJournal(database)
         self._pending: deque[RenderJob] = deque()
-        self._running: dict[str, RenderJob] = {}
+        self._running: dict[int, RenderJob] = {}
+        self._submitting: set[int] = set()  # users whose submit is being journaled
         self._sinks: dict[str, EventSink] = {}
+        self._cancels: dict[str, bool] = {}  # job id -> keep the partial result
+        self._silenced: set[str] = set()  # jobs of users who said /forget
+        self._deliveries: dict[str, tuple[RenderJob, asyncio.Task]] = {}
         self._job_available = asyncio.Event()
         self._slots: list[asyncio.Task] = []
         self._workers: dict[int, _Worker] = {}
         self._durations = {"fast": 5.0, "hq": settings.hq_time_budget_s / 2}
         self._closing = False
-        self._delivering: set[asyncio.Task] = set()  # final events being sent to users
         self.restarts = 0
         self._finished = {"done": 0, "failed": 0}
 
     # ------------------------------------------------------------------ public API
     async def start(self) -> None:
-        for position, job in enumerate(self._restore_pending()):
-            await self._emit(
-                JobEvent("queued", job, position=position, eta_s=self.estimate_wait_s(position, job.kind))
-            )
+        restored = await self._restore()
         for slot in range(self.settings.workers_per_device):
             await self._spawn(slot)
             self._slots.append(asyncio.create_task(self._slot_loop(slot), name=f"pool-slot-{slot}"))
+        for position, job in enumerate(restored):
+            await self._announce(job, position)
 
     async def submit(self, job: RenderJob) -> int:
         if self._closing:
-            raise QueueFull(SHUTTING_DOWN)
-        if self.active_job(job.user_id) is not None:
-            raise AlreadyBusy("You already have a picture in progress. Wait for it, or /cancel it first.")
+            raise QueueFull(texts.SHUTTING_DOWN)
+        if not self._workers:
+            raise QueueFull(texts.PAINTER_DOWN)
+        if self.active_job(job.user_id) is not None or job.user_id in self._submitting:
+            raise AlreadyBusy(texts.BUSY)
         if len(self._pending) >= self.settings.queue_limit:
-            raise QueueFull(
-                f"I'm very busy right now ({len(self._pending)} pictures waiting). "
-                "Please try again in a minute."
-            )
-        return await self._enqueue(job)
+            raise QueueFull(texts.QUEUE_FULL.format(waiting=len(self._pending)))
+        self._submitting.add(job.user_id)
+        try:
+            await self._journal.add(job)
+        finally:
+            self._submitting.discard(job.user_id)
+        self._sinks[job.job_id] = self.notifier(job)
+        position = len(self._running) + len(self._pending)  # jobs ahead, the running ones included
+        self._pending.append(job)
+        self._job_available.set()
+        await self._announce(job, position)
+        return position
 
     async def cancel(self, user_id: int, keep_partial: bool = False) -> bool:
-        for job in list(self._pending):
+        job = self.active_job(user_id)
+        if job is None:
+            return False
+        if job in self._pending:
+            self._pending.remove(job)
+            await self._emit(JobEvent("cancelled", job))
+            await self._discard(job)
+            return True
+        self._cancels[job.job_id] = keep_partial  # holds even if the worker has finished already
+        self._tell_worker_to_cancel(job, keep_partial)
+        return True
+
+    async def forget_user(self, user_id: int) -> None:
+        for job in [job for job in self._pending if job.user_id == user_id]:
+            self._pending.remove(job)
+            await self._discard(job)
+        for job in self._running.values():
             if job.user_id == user_id:
-                self._pending.remove(job)
-                await self._emit(JobEvent("cancelled", job))
-                self._forget(job)
-                return True
-        for slot, worker in self._workers.items():
-            job = self._running.get(str(slot))
-            if job is not None and job.user_id == user_id:
-                worker.control.send(("cancel", job.job_id, keep_partial))
-                return True
-        return False
+                self._silenced.add(job.job_id)
+                self._cancels[job.job_id] = False
+                self._tell_worker_to_cancel(job, False)
+        for job, task in list(self._deliveries.values()):
+            if job.user_id == user_id:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await self._discard(job)
 
     def active_job(self, user_id: int) -> RenderJob | None:
         for job in [*self._running.values(), *self._pending]:
@@ -115,50 +153,72 @@ class EmbeddedPool:
         )  # fmt: skip
 
     async def stop(self) -> None:
-        """Finish what fits in the grace period; keep the rest for the next start."""
+        """Finish what fits in the grace period; the journal keeps the rest for the next start."""
         self._closing = True
+        self._job_available.set()  # idle slots wake up and leave
         deadline = time.monotonic() + self.settings.shutdown_grace_s
         while self._running and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        interrupted = list(self._running.values())
-        kept = interrupted + list(self._pending)
+            await asyncio.sleep(0.05)
         for task in self._slots:
             task.cancel()
-        await asyncio.gather(*self._slots, *self._delivering, return_exceptions=True)
+        await asyncio.gather(*self._slots, return_exceptions=True)
         for slot in list(self._workers):
             self._kill(slot)
-        self._save_pending(kept)
+        if self._deliveries:
+            _, late = await asyncio.wait(
+                [task for _, task in self._deliveries.values()], timeout=max(1.0, deadline - time.monotonic())
+            )
+            for task in late:  # still "delivering" in the journal: sent after the next start
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        kept = len(self._pending) + len(self._running)
         if kept:
-            logger.info("kept %d job(s) for the next start", len(kept))
+            logger.info("kept %d job(s) for the next start", kept)
 
     # ------------------------------------------------------------------ queue
-    async def _enqueue(self, job: RenderJob) -> int:
-        self._sinks[job.job_id] = self.notifier(job)
-        position = len(self._running) + len(self._pending)  # jobs ahead, the running ones included
-        self._pending.append(job)
-        self._job_available.set()
-        await self._emit(
-            JobEvent("queued", job, position=position, eta_s=self.estimate_wait_s(position, job.kind))
-        )
-        return position
+    async def _announce(self, job: RenderJob, position: int) -> None:
+        eta = self.estimate_wait_s(position, job.kind)
+        await self._emit(JobEvent("queued", job, position=position, eta_s=eta))
+        if job.meta.get("status_message_id") is not None:
+            await self._journal.update(job, "queued")  # a restart edits the same message
 
-    async def _next_job(self) -> RenderJob:
-        while not self._pending:
+    async def _next_job(self, worker: _Worker) -> RenderJob | None:
+        """The next job, or None when the idle worker died or the pool is closing."""
+        while not (self._closing or worker.exited):
+            if self._pending:
+                return self._pending.popleft()
             self._job_available.clear()
             await self._job_available.wait()
-        return self._pending.popleft()
+        return None
 
-    def _forget(self, job: RenderJob) -> None:
+    async def _discard(self, job: RenderJob) -> None:
+        """Forget a job that will not be delivered: journal, files, sink."""
+        await self._journal.remove(job.job_id)
+        await asyncio.to_thread(self.files.remove_job, job.job_id)
         self._sinks.pop(job.job_id, None)
+        self._cancels.pop(job.job_id, None)
+        self._silenced.discard(job.job_id)
 
     async def _emit(self, event: JobEvent) -> None:
         sink = self._sinks.get(event.job.job_id)
-        if sink is None:
+        if sink is None or event.job.job_id in self._silenced:
             return
         try:
             await sink(event)
         except Exception:  # a failed Telegram call must not stop the pool
             logger.exception("delivering %s for job %s failed", event.kind, event.job.job_id)
+
+    def _tell_worker_to_cancel(self, job: RenderJob, keep_partial: bool) -> None:
+        for slot, running in self._running.items():
+            worker = self._workers.get(slot)
+            if running is job and worker is not None:
+                with contextlib.suppress(OSError):
+                    worker.control.send(("cancel", job.job_id, keep_partial))
+
+    async def _fail_pending(self, message: str) -> None:
+        while self._pending:
+            job = self._pending.popleft()
+            await self._finish(job, JobEvent("failed", job, message=message))
 
     # ------------------------------------------------------------------ workers
     async def _spawn(self, slot: int) -> None:
@@ -166,7 +226,6 @@ class EmbeddedPool:
         jobs_out, jobs_in = context.Pipe(duplex=False)
         control_out, control_in = context.Pipe(duplex=False)
         events_out, events_in = context.Pipe(duplex=False)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         config = {
             "engine_factory": self.settings.engine_factory,
             "device": self.settings.device,
@@ -174,7 +233,7 @@ class EmbeddedPool:
             "vgg": str(self.settings.vgg_path) if self.settings.vgg_path else None,
             "max_bytes": self.settings.max_download_bytes,
             "max_pixels": self.settings.max_pixels,
-            "threads": max(1, cores // self.settings.workers_per_device),
+            "threads": max(1, self.settings.cpu_cores // self.settings.workers_per_device),
         }
         process = context.Process(
             target=worker_main, args=(jobs_out, control_out, events_in, config),
@@ -183,8 +242,7 @@ class EmbeddedPool:
         process.start()
         for child_end in (jobs_out, control_out, events_in):
             child_end.close()  # so a dead child reads as EOF here
-        inbox: asyncio.Queue = asyncio.Queue()
-        worker = _Worker(process, jobs_in, control_in, events_out, inbox)
+        worker = _Worker(process, jobs_in, control_in, events_out, asyncio.Queue())
         asyncio.get_running_loop().add_reader(events_out.fileno(), self._read_events, worker)
         self._workers[slot] = worker
         message = await self._receive(worker, WORKER_START_TIMEOUT_S)
@@ -198,6 +256,8 @@ class EmbeddedPool:
             message = worker.events.recv()
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(worker.events.fileno())
+            worker.exited = True
+            self._job_available.set()  # an idle slot notices its worker is gone
             message = ("exited",)
         worker.inbox.put_nowait(message)
 
@@ -219,16 +279,18 @@ class EmbeddedPool:
         for connection in (worker.jobs, worker.control, worker.events):
             connection.close()
 
-    async def _replace(self, slot: int) -> None:
-        self._kill(slot)
-        self.restarts += 1
-        while not self._closing:
+    async def _respawn(self, slot: int) -> None:
+        """Start the slot's worker again; after repeated failures tell the queued users and wait."""
+        for attempt in range(RESPAWN_ATTEMPTS):
             try:
                 await self._spawn(slot)
                 return
             except RuntimeError:
-                logger.exception("restarting worker %d failed; retrying", slot)
-                await asyncio.sleep(5)
+                logger.exception("restarting worker %d failed (attempt %d)", slot, attempt + 1)
+                await asyncio.sleep(RESPAWN_BACKOFF_S * 2**attempt)
+        if not self._workers:
+            await self._fail_pending(texts.PAINTER_DOWN)
+        await asyncio.sleep(DOWN_RETRY_S)
 
     # ------------------------------------------------------------------ running jobs
     def _deadline(self, job: RenderJob) -> float:
@@ -237,81 +299,120 @@ class EmbeddedPool:
         return self.settings.fast_timeout_s
 
     async def _slot_loop(self, slot: int) -> None:
-        while True:
-            job = await self._next_job()
-            self._running[str(slot)] = job
+        while not self._closing:
+            worker = self._workers.get(slot)
+            if worker is None:
+                await self._respawn(slot)
+                continue
+            job = await self._next_job(worker)
+            if job is None:
+                if worker.exited:
+                    logger.error("worker %d died while idle; replacing it", slot)
+                    self._kill(slot)
+                    self.restarts += 1
+                continue
+            self._running[slot] = job
             try:
-                outcome, worker_lost = await self._execute(slot, job)
+                outcome, worker_lost = await self._execute(worker, job)
             except asyncio.CancelledError:
-                raise  # stop(): the job stays in _running, so it is kept for the next start
+                raise  # stop(): the job stays "running" in the journal and is resumed next start
             except Exception:
                 logger.exception("slot %d failed running job %s", slot, job.job_id)
-                outcome, worker_lost = JobEvent("failed", job, message=CRASHED), True
-            # Finished: never kept for a restart. The user may send a new job while we deliver/restart.
-            self._running.pop(str(slot), None)
-            if outcome.kind in self._finished:
-                self._finished[outcome.kind] += 1
-            delivery = asyncio.create_task(self._emit(outcome))
-            self._delivering.add(delivery)
-            delivery.add_done_callback(self._delivering.discard)
-            await asyncio.shield(delivery)  # stop() waits for it rather than losing a finished result
-            self._forget(job)
+                outcome, worker_lost = JobEvent("failed", job, message=texts.CRASHED), True
+            del self._running[slot]
+            if outcome is None:  # the worker vanished before it started the job: run it again
+                self._pending.appendleft(job)
+                self._job_available.set()
+            else:
+                await self._finish(job, outcome)
             if worker_lost:
-                await self._replace(slot)
+                self._kill(slot)
+                self.restarts += 1
 
-    async def _execute(self, slot: int, job: RenderJob) -> tuple[JobEvent, bool]:
-        """Run one job; returns its final event and whether the worker crashed or hung (replace it)."""
-        worker = self._workers[slot]
-        started = time.monotonic()
-        deadline = started + self._deadline(job)
-        await asyncio.to_thread(worker.jobs.send, job)
+    async def _execute(self, worker: _Worker, job: RenderJob) -> tuple[JobEvent | None, bool]:
+        """Run one job: (final event or None to run it again, whether the worker must be replaced)."""
+        started_at = time.monotonic()
+        deadline = started_at + self._deadline(job)
+        started = False
+        try:
+            worker.jobs.send(job)
+        except OSError:
+            return self._lost_before_start(job), True
         while True:
             message = await self._receive(worker, max(0.0, deadline - time.monotonic()))
             if message is None:
-                logger.error("job %s overran its deadline; killing worker %d", job.job_id, slot)
-                return JobEvent("failed", job, message=TIMED_OUT), True
+                logger.error("job %s overran its deadline; killing its worker", job.job_id)
+                return JobEvent("failed", job, message=texts.TIMED_OUT), True
             kind = message[0]
             if kind == "exited":
-                logger.error("worker %d died during job %s", slot, job.job_id)
-                return JobEvent("failed", job, message=CRASHED), True
+                logger.error("worker died during job %s", job.job_id)
+                if not started:
+                    return self._lost_before_start(job), True
+                return JobEvent("failed", job, message=texts.CRASHED), True
             if kind == "started":
+                started = True
+                await self._journal.update(job, "running")
                 await self._emit(JobEvent("started", job))
             elif kind == "progress":
                 await self._emit(JobEvent("progress", job, fraction=message[2]))
             elif kind == "done":
-                elapsed = time.monotonic() - started
+                elapsed = time.monotonic() - started_at
                 self._durations[job.kind] = 0.7 * self._durations[job.kind] + 0.3 * elapsed
-                return JobEvent("done", job, image=message[2], size=message[3]), False
+                return JobEvent("done", job, image=job.result_path, size=tuple(message[2])), False
             elif kind == "cancelled":
-                return JobEvent("cancelled", job, image=message[2], size=message[3]), False
+                kept, size = message[2], message[3]
+                image = job.result_path if kept else None
+                return JobEvent("cancelled", job, image=image, size=tuple(size) if kept else None), False
             elif kind == "failed":
                 return JobEvent("failed", job, message=message[2]), False
 
-    # ------------------------------------------------------------------ persistence of the queue
-    def _save_pending(self, jobs: list[RenderJob]) -> None:
-        path = self.settings.pending_jobs_path
-        if not jobs:
-            path.unlink(missing_ok=True)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(jobs))
-        tmp.replace(path)
+    def _lost_before_start(self, job: RenderJob) -> JobEvent | None:
+        attempts = job.meta.get("attempts", 1)
+        if attempts >= MAX_ATTEMPTS:
+            return JobEvent("failed", job, message=texts.CRASHED)
+        job.meta["attempts"] = attempts + 1
+        return None
 
-    def _restore_pending(self) -> list[RenderJob]:
-        path = self.settings.pending_jobs_path
-        if not path.exists():
-            return []
-        try:
-            jobs = pickle.loads(path.read_bytes())
-        except Exception:
-            logger.exception("could not read kept jobs from %s; starting with an empty queue", path)
-            jobs = []
-        path.unlink(missing_ok=True)
-        for job in jobs:
+    async def _finish(self, job: RenderJob, outcome: JobEvent) -> None:
+        """Journal the final event, then deliver it beside the slot."""
+        if job.job_id in self._silenced:
+            await self._discard(job)
+            return
+        keep = self._cancels.pop(job.job_id, None)
+        if keep is not None and outcome.kind == "done":  # cancelled while it was finishing
+            outcome = JobEvent("cancelled", job, image=outcome.image if keep else None,
+                               size=outcome.size if keep else None)  # fmt: skip
+        if outcome.kind in self._finished:
+            self._finished[outcome.kind] += 1
+        await self._journal.update(job, "delivering", outcome)
+        self._start_delivery(job, outcome)
+
+    def _start_delivery(self, job: RenderJob, outcome: JobEvent) -> None:
+        task = asyncio.create_task(self._deliver(outcome), name=f"deliver-{job.job_id}")
+        self._deliveries[job.job_id] = (job, task)
+        task.add_done_callback(lambda _: self._deliveries.pop(job.job_id, None))
+
+    async def _deliver(self, outcome: JobEvent) -> None:
+        """Send the final event, then forget the job; if cancelled midway it stays journaled."""
+        await self._emit(outcome)
+        await self._discard(outcome.job)
+
+    # ------------------------------------------------------------------ restart
+    async def _restore(self) -> list[RenderJob]:
+        """Jobs from the journal: finished ones are delivered, the rest queued in their old order."""
+        restored = []
+        for entry in await self._journal.load():
+            job = entry.job
+            if not self.settings.is_allowed(job.user_id):
+                await self._discard(job)
+                continue
             self._sinks[job.job_id] = self.notifier(job)
-            self._pending.append(job)
-        if jobs:
+            if entry.status == "delivering" and entry.outcome is not None:
+                self._start_delivery(job, entry.outcome)
+            else:
+                restored.append(job)
+        self._pending.extend(restored)
+        if restored:
             self._job_available.set()
-            logger.info("restored %d kept job(s)", len(jobs))
-        return jobs
+            logger.info("restored %d kept job(s)", len(restored))
+        return restored

@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 
 from bot.config import Settings
+from bot.files import FileStore
 from bot.jobs import JobBackend
+from bot.state import ImageRef
 
 SERVICES_KEY = "services"
 
 
-class BytesCache:
-    """LRU of downloaded pictures by Telegram's file_unique_id, bounded in bytes.
+@dataclass
+class Album:
+    """Pictures of one media group, collected until the group is complete (see ``handlers``)."""
 
-    Re-rendering (another alpha, HQ, colours) reuses the same pictures; this saves the downloads.
-    """
-
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._size = 0
-
-    def get(self, key: str) -> bytes | None:
-        data = self._items.get(key)
-        if data is not None:
-            self._items.move_to_end(key)
-        return data
-
-    def put(self, key: str, data: bytes) -> None:
-        if key in self._items:
-            return
-        self._items[key] = data
-        self._size += len(data)
-        while self._size > self.max_bytes and self._items:
-            _, evicted = self._items.popitem(last=False)
-            self._size -= len(evicted)
+    group_id: str
+    chat_id: int
+    pictures: list[tuple[int, ImageRef]] = field(default_factory=list)  # (message id, picture)
 
 
 class FloodGuard:
@@ -61,18 +45,23 @@ class FloodGuard:
         times.append(now)
         return True, False
 
+    def forget(self, user_id: int) -> None:
+        self._times.pop(user_id, None)
+        self._warned.pop(user_id, None)
+
 
 @dataclass
 class Services:
     settings: Settings
     backend: JobBackend
-    files: BytesCache = field(default_factory=BytesCache)
-    flood: FloodGuard | None = None
-    albums: dict = field(default_factory=dict)  # (user id, media group id) -> collected pictures
+    files: FileStore
+    flood: FloodGuard = field(init=False)
+    strangers: FloodGuard = field(init=False)  # "this bot is private" at most once per window
+    albums: dict[int, Album] = field(default_factory=dict)  # user id -> the album being collected
 
     def __post_init__(self) -> None:
-        if self.flood is None:
-            self.flood = FloodGuard(self.settings.flood_messages, self.settings.flood_window_s)
+        self.flood = FloodGuard(self.settings.flood_messages, self.settings.flood_window_s)
+        self.strangers = FloodGuard(1, self.settings.flood_window_s)
 
 
 def services(bot_data: dict) -> Services:

@@ -43,6 +43,16 @@ UNKNOWN_COMMAND = "I don't know {command}. /help lists what I can do."
 NOT_ALLOWED = "Sorry, this bot is private."
 FLOOD = "Whoa, that's a lot of messages. I'll ignore new ones for a few seconds."
 BUSY = "You already have a picture in progress. Wait for it, or /cancel it first."
+QUEUE_FULL = "I'm very busy right now ({waiting} pictures waiting). Please try again in a minute."
+SHUTTING_DOWN = "I'm restarting right now; please send that again in a minute."
+PAINTER_DOWN = (
+    "My painter is out of order right now, so I can't paint your picture. "
+    "Please try again later; the people who run me have been told."
+)
+CRASHED = "The painter crashed while working on your picture. I've restarted it; please try again."
+GENERIC_FAILURE = "Something went wrong while painting this one. Please try again, maybe with other pictures."
+OUT_OF_MEMORY = "That was too big for me to paint (out of memory). Try a smaller size in /settings."
+TIMED_OUT = "Your picture took too long and was stopped. Try a smaller size or fewer styles."
 
 QUEUED_AHEAD = "Queued: {ahead} ahead of you, about {eta} to go. ⏳"
 PAINTING = "Painting… 🎨"
@@ -90,14 +100,15 @@ SETTINGS = (
     "Next picture in high quality: {hq}"
 )
 SETTING_SAVED = "Saved."
+BUTTON_UNKNOWN = "That button doesn't work (any more). Send /help to see what I can do."
+RESULT_GONE = "That result is too old: I no longer have its settings. Send the photo and style again."
+ALREADY_FINISHED = "That picture is already finished."
+STOPPING = "Stopping…"
+SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again."
 FILE_GONE = "That full-size file is no longer available; repaint the picture to get it again."
 NOTHING_TO_RERENDER = "I no longer have the pictures for that. Send a new photo and style."
 
 COLOR_NAMES = {"none": "off", "luminance": "on (luminance)", "histogram": "on (colour match)"}
-
-
-def human_size(count: int) -> str:
-    return f"{count / 1024 / 1024:.1f} MB"
 
 
 def human_duration(seconds: float) -> str:

@@ -1,13 +1,26 @@
-"""Update processing: users are served concurrently, each user's own updates strictly in order."""
+"""Update processing: users are served concurrently, each user's own updates strictly in order.
+
+Besides Telegram's updates, the queue carries ``AlbumDue`` (put there by the album timer), so an
+album's hand-over takes its place in the user's order like any message.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
+
+
+@dataclass(frozen=True)
+class AlbumDue:
+    """The album ``group_id`` of ``user_id`` has had no new picture for a while: hand it over."""
+
+    user_id: int
+    group_id: str
 
 
 class PerUserUpdateProcessor(BaseUpdateProcessor):
@@ -15,31 +28,41 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
 
     Here each user (or chat, for updates without a user) has a lock: different users run in
     parallel, while one user's photo-then-style arrive at the handlers in the order they were sent.
-    asyncio locks are FIFO, and PTB starts update tasks in arrival order.
+    asyncio locks are FIFO, and PTB starts update tasks in arrival order. The global concurrency
+    slot is taken only once it is the user's turn, so one user's burst, waiting on its own lock,
+    holds no slot that another user needs.
     """
 
     def __init__(self, max_concurrent_updates: int = 256) -> None:
         super().__init__(max_concurrent_updates)
         self._locks: dict[int, asyncio.Lock] = {}
         self._holders: dict[int, int] = {}
+        self._slots = asyncio.BoundedSemaphore(max_concurrent_updates)
 
     @staticmethod
     def _key(update: object) -> int | None:
+        if isinstance(update, AlbumDue):
+            return update.user_id
         if not isinstance(update, Update):
             return None
         if update.effective_user is not None:
             return update.effective_user.id
         return update.effective_chat.id if update.effective_chat is not None else None
 
+    async def process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Wait for the user's turn first, then for a global slot (PTB's default takes the slot first)."""
+        await self.do_process_update(update, coroutine)
+
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = self._key(update)
         if key is None:
-            await coroutine
+            async with self._slots:
+                await coroutine
             return
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._holders[key] = self._holders.get(key, 0) + 1
         try:
-            async with lock:
+            async with lock, self._slots:
                 await coroutine
         finally:
             self._holders[key] -= 1

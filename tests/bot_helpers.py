@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 
 import numpy as np
 from PIL import Image
@@ -47,3 +48,9 @@ def picture(
 def image_size(data: bytes) -> tuple[int, int]:
     with Image.open(io.BytesIO(data)) as image:
         return image.size
+
+
+def journaled_jobs(settings: Settings) -> int:
+    """How many jobs the bot's journal holds (read straight from its SQLite file)."""
+    with sqlite3.connect(settings.database_path) as db:
+        return db.execute("SELECT count(*) FROM jobs").fetchone()[0]

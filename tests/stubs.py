@@ -1,7 +1,7 @@
 """A fast stand-in for the engine, for bot tests and the load scenario: no torch, predictable.
 
 Magic style colours inject faults inside the worker process: pure red crashes it, pure green
-makes it hang. HQ jobs take ``HQ_STEPS`` short steps, reporting progress and honouring cancel.
+makes it hang; a marker file makes new workers fail to start. HQ jobs take ``HQ_STEPS`` short steps, reporting progress and honouring cancel.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from nst_core.images import fit_max_side
 
 CRASH_COLOUR = (255, 0, 0)
 HANG_COLOUR = (0, 255, 0)
+START_FAILS_VARIABLE = "STUB_START_FAILS"
 HQ_STEPS = 30
 HQ_STEP_S = 0.1
 
@@ -45,4 +46,8 @@ class StubEngine:
 
 
 def load_stub_engine(device: str, decoder_path: str | None, vgg_path: str | None) -> StubEngine:
+    """Fails to start while the file named by ``STUB_START_FAILS`` exists (a worker that cannot restart)."""
+    marker = os.environ.get(START_FAILS_VARIABLE)
+    if marker and os.path.exists(marker):
+        raise RuntimeError("stub engine: told to fail at start")
     return StubEngine()

@@ -25,6 +25,12 @@ def user(emulator, bot):
     return emulator.user(next(USER_IDS))
 
 
+def button(sent, action: str) -> str:
+    """The callback data of the button whose data starts with ``<verb>:<action>`` under a bot message."""
+    rows = sent.message["reply_markup"]["inline_keyboard"]
+    return next(b["callback_data"] for row in rows for b in row if b["callback_data"].split(":")[1] == action)
+
+
 def result_photo(user, count: int = 1):
     photo = user.wait_photos(count)[count - 1]
     return photo, image_size(photo.files["photo"])
@@ -40,7 +46,9 @@ def test_two_pictures_give_a_result_of_the_right_size(user):
     assert size == (200, 150)
     assert photo.params["caption"].startswith("Fast")
     buttons = [b["callback_data"] for row in photo.message["reply_markup"]["inline_keyboard"] for b in row]
-    assert {"re:less", "re:more", "re:color", "re:hq", "re:file"} <= set(buttons)
+    assert {f"re:{action}:" for action in ("less", "more", "color", "hq", "file")} == {
+        data[: data.rindex(":") + 1] for data in buttons
+    }
 
 
 def test_large_photo_is_downscaled_to_the_output_size(user):
@@ -132,7 +140,7 @@ def test_hq_cancel(user, choice, expected):
     user.wait_text("% done")
     user.send_text("/cancel")
     question = user.wait_message(texts.CANCEL_HQ_ASK)
-    user.press(question.message, f"cancel:{choice}")
+    user.press(question.message, button(question, choice))
     user.wait_text(expected)
     if choice == "keep":
         assert user.photos()[-1].params["caption"] == texts.CANCELLED_KEEP
@@ -153,17 +161,17 @@ def test_result_buttons(user):
     user.send_photo(picture(seed=40))
     user.send_photo(picture(seed=41))
     first, _ = result_photo(user)
-    user.press(first.message, "re:less")
+    user.press(first.message, button(first, "less"))
     second, _ = result_photo(user, 2)
     assert "style 0.75" in second.params["caption"]
-    user.press(second.message, "re:color")
+    user.press(second.message, button(second, "color"))
     third, _ = result_photo(user, 3)
     assert "photo colours" in third.params["caption"]
-    user.press(third.message, "re:file")
+    user.press(third.message, button(third, "file"))
     document = user.api.wait_for(lambda: next((s for s in user.log() if s.method == "sendDocument"), None))
     assert image_size(document.files["document"]) == (160, 120)
     assert document.files["document"].startswith(b"\x89PNG")
-    user.press(third.message, "re:hq")
+    user.press(third.message, button(third, "hq"))
     hq, _ = result_photo(user, 4)
     assert hq.params["caption"].startswith("High quality")
 
@@ -217,9 +225,9 @@ def test_reset_and_forget(user, bot):
     photo, _ = result_photo(user)
     user.send_text("/forget")
     user.wait_text(texts.FORGET_DONE)
-    assert not (bot.settings.results_dir / f"{user.user_id}.png").exists()
+    assert not (bot.settings.data_dir / "results" / str(user.user_id)).exists()
     calls_before = user.api.calls.get("answerCallbackQuery", 0)
-    user.press(photo.message, "re:file")
+    user.press(photo.message, button(photo, "file"))
     user.api.wait_for(lambda: user.api.calls.get("answerCallbackQuery", 0) > calls_before)
     assert not any(s.method == "sendDocument" for s in user.log())
 

@@ -8,7 +8,7 @@ import pytest
 
 from bot.emulator import BotAPIEmulator
 from bot.local_run import LocalBot
-from tests.bot_helpers import bot_settings, image_size, picture
+from tests.bot_helpers import bot_settings, image_size, journaled_jobs, picture
 
 
 @pytest.fixture()
@@ -43,12 +43,12 @@ def test_shutdown_keeps_unfinished_jobs_and_the_next_start_finishes_them(emulato
         queued.send_photo(picture(120, 90, seed=5))
         queued.send_photo(picture(seed=6))
         queued.wait_text("ahead of you")
-    assert settings.pending_jobs_path.exists()
+    assert journaled_jobs(settings) == 2
     assert slow.photos() == [] and queued.photos() == []
     with LocalBot(settings):
         assert image_size(queued.wait_photos(1)[0].files["photo"]) == (120, 90)
         assert slow.wait_photos(1)[0].params["caption"].startswith("High quality")
-    assert not settings.pending_jobs_path.exists()
+    assert journaled_jobs(settings) == 0
 
 
 def _free_port() -> int:
