@@ -164,7 +164,7 @@ class BotAPIEmulator:
         self.sent: list[Sent] = []
         self.calls: dict[str, int] = {}
         self._faults: list[_Fault] = []
-        self._delays: dict[str, float] = {}
+        self._delays: dict[tuple[str, int | None], float] = {}
         self.webhook: dict | None = None
         self.commands: list[dict] = []
         self.rejected: list[tuple[str, str]] = []  # (method, Telegram's error) for every 400 we gave
@@ -216,9 +216,10 @@ class BotAPIEmulator:
         with self._cond:
             self._faults.append(_Fault(method, status, retry_after, count))
 
-    def delay(self, method: str, seconds: float) -> None:
+    def delay(self, method: str, seconds: float, chat_id: int | None = None) -> None:
+        """Answer ``method`` (for one chat, or all) only after ``seconds``; the call still takes effect."""
         with self._cond:
-            self._delays[method] = seconds
+            self._delays[(method, chat_id)] = seconds
 
     # ------------------------------------------------------------------ acting as users
     def user(self, user_id: int, first_name: str = "Ada") -> EmulatedUser:
@@ -305,7 +306,10 @@ class BotAPIEmulator:
             fault = next((f for f in self._faults if f.method == method and f.remaining > 0), None)
             if fault:
                 fault.remaining -= 1
-            pause = self._delays.get(method, 0.0)
+            chat = params.get("chat_id")
+            pause = self._delays.get((method, int(chat) if chat else None)) or self._delays.get(
+                (method, None), 0.0
+            )
         if pause:
             time.sleep(pause)
         if fault is not None:
@@ -512,6 +516,7 @@ class BotAPIEmulator:
 
 class _ApiError(Exception):
     def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
         self.code, self.description = code, description
 
 

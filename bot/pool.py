@@ -69,6 +69,7 @@ class EmbeddedPool:
         self._job_available = asyncio.Event()
         self._slots: list[asyncio.Task] = []
         self._workers: dict[int, _Worker] = {}
+        self._down: set[int] = set()  # slots whose worker failed to start repeatedly
         self._durations = {"fast": 5.0, "hq": settings.hq_time_budget_s / 2}
         self._closing = False
         self.restarts = 0
@@ -86,7 +87,7 @@ class EmbeddedPool:
     async def submit(self, job: RenderJob) -> int:
         if self._closing:
             raise QueueFull(texts.SHUTTING_DOWN)
-        if not self._workers:
+        if len(self._down) == self.settings.workers_per_device:
             raise QueueFull(texts.PAINTER_DOWN)
         if self.active_job(job.user_id) is not None or job.user_id in self._submitting:
             raise AlreadyBusy(texts.BUSY)
@@ -284,11 +285,14 @@ class EmbeddedPool:
         for attempt in range(RESPAWN_ATTEMPTS):
             try:
                 await self._spawn(slot)
+                self._down.discard(slot)
                 return
             except RuntimeError:
                 logger.exception("restarting worker %d failed (attempt %d)", slot, attempt + 1)
                 await asyncio.sleep(RESPAWN_BACKOFF_S * 2**attempt)
-        if not self._workers:
+        self._down.add(slot)
+        if len(self._down) == self.settings.workers_per_device:
+            logger.critical("no inference worker can be started; refusing jobs until one can")
             await self._fail_pending(texts.PAINTER_DOWN)
         await asyncio.sleep(DOWN_RETRY_S)
 

@@ -64,7 +64,8 @@ class _UpdateHandler(tornado.web.RequestHandler):
 
 class WebhookServer:
     def __init__(self, application: Application, listen: str, port: int, path: str, secret: str) -> None:
-        routes = [(f"/{path.lstrip('/')}", _UpdateHandler, {"bot_application": application, "secret": secret})]
+        arguments = {"bot_application": application, "secret": secret}
+        routes = [(f"/{path.lstrip('/')}", _UpdateHandler, arguments)]
         self._server = HTTPServer(tornado.web.Application(routes), max_body_size=MAX_BODY_BYTES)
         self.listen, self.port = listen, port
 

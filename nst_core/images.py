@@ -29,6 +29,7 @@ INSPECT_FULLY_PIXELS = 4_000_000  # inspect_image decodes smaller non-JPEG pictu
 INSPECT_JPEG_SIDE = 256
 EXIF_ORIENTATION = 0x0112
 SIDEWAYS_ORIENTATIONS = (5, 6, 7, 8)
+HEADER_EXIF_FORMATS = ("JPEG", "MPO", "WEBP")
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,10 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
 
 
 def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """The size once EXIF orientation is applied; only where EXIF sits in the header (PNG would decode)."""
     width, height = image.size
+    if image.format not in HEADER_EXIF_FORMATS:
+        return width, height
     with contextlib.suppress(Exception):
         if image.getexif().get(EXIF_ORIENTATION) in SIDEWAYS_ORIENTATIONS:
             return height, width

@@ -1,7 +1,9 @@
 """A fast stand-in for the engine, for bot tests and the load scenario: no torch, predictable.
 
 Magic style colours inject faults inside the worker process: pure red crashes it, pure green
-makes it hang; a marker file makes new workers fail to start. HQ jobs take ``HQ_STEPS`` short steps, reporting progress and honouring cancel.
+makes it hang, pure blue makes a fast job take ``SLOW_S`` (ignoring cancel, as AdaIN does); a marker
+file makes new workers fail to start. HQ jobs take ``HQ_STEPS`` short steps, reporting progress and
+honouring cancel.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from nst_core.images import fit_max_side
 
 CRASH_COLOUR = (255, 0, 0)
 HANG_COLOUR = (0, 255, 0)
+SLOW_COLOUR = (0, 0, 255)
+SLOW_S = 1.5
 START_FAILS_VARIABLE = "STUB_START_FAILS"
 HQ_STEPS = 30
 HQ_STEP_S = 0.1
@@ -33,6 +37,8 @@ class StubEngine:
                 os._exit(3)
             if corner == HANG_COLOUR:
                 time.sleep(3600)
+            if corner == SLOW_COLOUR:
+                time.sleep(SLOW_S)
         max_side = options.max_side
         result = fit_max_side(content, max_side)
         if options.hq:

@@ -59,3 +59,35 @@ def test_stats_are_for_admins_only(emulator, bot):
     stranger_in_allowlist = emulator.user(MEMBER)
     stranger_in_allowlist.send_text("/stats")
     stranger_in_allowlist.wait_text("I don't know /stats")
+
+
+def test_a_stranger_is_told_once_and_cannot_press_buttons(emulator, bot):
+    stranger = emulator.user(STRANGER + 100)
+    for _ in range(FLOOD_LIMIT - 1):
+        stranger.send_text("/start")
+    stranger.wait_text(texts.NOT_ALLOWED)
+    member_message = emulator.new_message(MEMBER, emulator.user(MEMBER).sender, text="a result")
+    member_chat_before = len(emulator.chat_log(MEMBER))
+    stranger.press(member_message, "re:less:0123456789ab")
+    emulator.wait_for(
+        lambda: any(
+            s.method == "answerCallbackQuery" and s.params.get("text") == texts.NOT_ALLOWED
+            for s in emulator.sent
+        )
+    )
+    time.sleep(0.3)  # anything answered late would show up by now
+    assert stranger.texts().count(texts.NOT_ALLOWED) == 1
+    assert len(emulator.chat_log(MEMBER)) == member_chat_before
+
+
+def test_forget_also_forgets_the_flood_record(emulator, bot):
+    member = emulator.user(MEMBER)
+    time.sleep(FLOOD_WINDOW_S)  # earlier tests' messages have left the window
+    floods_before = member.texts().count(texts.FLOOD)
+    for _ in range(FLOOD_LIMIT - 1):
+        member.send_text("/settings")
+    member.send_text("/forget")
+    member.wait_text(texts.FORGET_DONE)
+    member.send_text("/help")
+    member.wait_message("How it works", after=member.wait_message(texts.FORGET_DONE).message["message_id"])
+    assert member.texts().count(texts.FLOOD) == floods_before

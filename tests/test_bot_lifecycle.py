@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 
 import pytest
@@ -51,6 +52,19 @@ def test_shutdown_keeps_unfinished_jobs_and_the_next_start_finishes_them(emulato
     assert journaled_jobs(settings) == 0
 
 
+def _declare_huge_body(port: int, path: str, secret: str) -> int:
+    """POST headers announcing 50 MB and a few bytes of it: the answer must come before the body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.putrequest("POST", path)
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(50 * 1024 * 1024))
+    connection.putheader("X-Telegram-Bot-Api-Secret-Token", secret)
+    connection.endheaders(b"{}")
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -71,6 +85,8 @@ def test_webhook_mode_serves_updates_and_rejects_a_wrong_secret(emulator, tmp_pa
         forged = {"update_id": 99999, "message": emulator.new_message(2201, user.sender, text="/start")}
         assert emulator.post_to_webhook(forged, secret="wrong") == 403
         assert emulator.post_to_webhook(forged, secret=None) == 403
+        assert _declare_huge_body(port, "/atelier-hook", "s3cret-token") == 413
+        assert _declare_huge_body(port, "/atelier-hook", "wrong") == 403
         assert not any("Send me a photo" in text for text in user.texts())
         user.send_photo(picture(100, 80, seed=7))
         user.send_photo(picture(seed=8))
