@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load train clean
+.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench-adain: $(STAMP)
 
 bench-load: $(STAMP)
 	$(BIN)/python -m benchmarks.bot_load
+
+bench-memory: $(STAMP)
+	$(BIN)/python -m benchmarks.bot_memory
 
 bench-gatys: $(STAMP)
 	$(BIN)/python benchmarks/gatys_vs_pastiche.py

@@ -1,14 +1,19 @@
-"""Run the real Application in a background thread (its own event loop) against any Bot API URL.
+"""Run the real bot against any Bot API URL: in a background thread, or as its own process.
 
-Used by ``make demo``, the end-to-end tests and the load scenario: it performs the same start and
-stop sequence as ``run_polling``/``run_webhook`` (initialize, post_init, polling or webhook, start /
-stop, post_stop, shutdown) without taking over the main thread or its signals.
+``LocalBot`` (``make demo``, the end-to-end tests, the load scenario) runs the same start and stop
+sequence as ``python -m bot`` (``bot.app.start_bot``/``stop_bot``) without taking over the main
+thread or its signals. ``BotProcess`` runs ``python -m bot`` itself, for signals and kill -9.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -18,6 +23,8 @@ from bot.app import build_application, start_bot, stop_bot
 from bot.config import Settings
 from bot.emulator import BotAPIEmulator
 from bot.webhook import WebhookServer
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def emulator_settings(emulator: BotAPIEmulator, data_dir: Path, **overrides) -> Settings:
@@ -68,3 +75,45 @@ class LocalBot:
     def run(self, coroutine, timeout: float = 60.0):
         """Run a coroutine on the bot's loop (e.g. to inspect the backend) and return its result."""
         return self._call(coroutine, timeout)
+
+
+class BotProcess:
+    """``python -m bot`` against an emulator, in a fresh session (signals can reach its whole process group).
+
+    For the tests of signals and kill -9, and for benchmarks that measure the bot process alone.
+    """
+
+    def __init__(self, emulator: BotAPIEmulator, data_dir: Path, **settings) -> None:
+        values = {
+            "bot_token": emulator.token, "bot_api_url": emulator.base_url,
+            "bot_file_url": emulator.base_file_url, "data_dir": data_dir, "poll_timeout_s": 1,
+        } | settings  # fmt: skip
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("BOT_", "WEBHOOK_"))}
+        env |= {key.upper(): str(value) for key, value in values.items()}
+        env["PYTHONPATH"] = str(PROJECT_ROOT)
+        self.log_path = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("wb")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot"], cwd=data_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def wait_ready(self, emulator: BotAPIEmulator, timeout: float = 60.0) -> None:
+        emulator.wait_for(lambda: emulator.commands or self.process.poll() is not None, timeout)
+        assert self.process.poll() is None, self.output()
+
+    def wait(self, timeout: float = 60.0) -> int:
+        code = self.process.wait(timeout)
+        self._log.close()
+        return code
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill_group(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.wait()

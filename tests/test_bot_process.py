@@ -4,62 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from bot.emulator import BotAPIEmulator
+from bot.local_run import BotProcess
 from tests.bot_helpers import TEST_DEFAULTS, picture
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
 def emulator():
     with BotAPIEmulator() as api:
         yield api
-
-
-class BotProcess:
-    """``python -m bot`` started in a fresh session (so signals can go to its whole process group)."""
-
-    def __init__(self, emulator: BotAPIEmulator, data_dir: Path, **settings) -> None:
-        values = TEST_DEFAULTS | {
-            "bot_token": emulator.token, "bot_api_url": emulator.base_url,
-            "bot_file_url": emulator.base_file_url, "data_dir": data_dir, "poll_timeout_s": 1,
-        } | settings  # fmt: skip
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("BOT_", "WEBHOOK_"))}
-        env |= {key.upper(): str(value) for key, value in values.items()}
-        env["PYTHONPATH"] = str(ROOT)
-        self.log_path = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("wb")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"], cwd=data_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def wait_ready(self, emulator: BotAPIEmulator, timeout: float = 60.0) -> None:
-        emulator.wait_for(lambda: emulator.commands or self.process.poll() is not None, timeout)
-        assert self.process.poll() is None, self.output()
-
-    def wait(self, timeout: float = 60.0) -> int:
-        code = self.process.wait(timeout)
-        self._log.close()
-        return code
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def kill_group(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.wait()
 
 
 def _busy_queue(emulator: BotAPIEmulator, running_id: int, queued_id: int):
@@ -76,7 +33,7 @@ def _busy_queue(emulator: BotAPIEmulator, running_id: int, queued_id: int):
 
 
 def _both_finish_once(emulator, tmp_path, running, queued) -> None:
-    bot = BotProcess(emulator, tmp_path / "data")
+    bot = BotProcess(emulator, tmp_path / "data", **TEST_DEFAULTS)
     try:
         queued.wait_photos(1)
         running.wait_photos(1)
@@ -88,7 +45,7 @@ def _both_finish_once(emulator, tmp_path, running, queued) -> None:
 
 
 def test_ctrl_c_and_a_second_sigterm_keep_every_job(emulator, tmp_path):
-    bot = BotProcess(emulator, tmp_path / "data", shutdown_grace_s=1.0)
+    bot = BotProcess(emulator, tmp_path / "data", **(TEST_DEFAULTS | {"shutdown_grace_s": 1.0}))
     bot.wait_ready(emulator)
     running, queued = _busy_queue(emulator, 6001, 6002)
     os.killpg(bot.process.pid, signal.SIGINT)  # Ctrl+C: the whole group, workers included
@@ -101,7 +58,7 @@ def test_ctrl_c_and_a_second_sigterm_keep_every_job(emulator, tmp_path):
 
 
 def test_kill_9_loses_nothing_and_sends_nothing_twice(emulator, tmp_path):
-    bot = BotProcess(emulator, tmp_path / "data")
+    bot = BotProcess(emulator, tmp_path / "data", **TEST_DEFAULTS)
     bot.wait_ready(emulator)
     running, queued = _busy_queue(emulator, 6101, 6102)
     bot.kill_group()
@@ -110,7 +67,7 @@ def test_kill_9_loses_nothing_and_sends_nothing_twice(emulator, tmp_path):
 
 def test_a_rejected_token_is_never_printed(emulator, tmp_path):
     token = "424242:NEVER-PRINT-THIS-TOKEN"
-    bot = BotProcess(emulator, tmp_path / "data", bot_token=token)
+    bot = BotProcess(emulator, tmp_path / "data", **TEST_DEFAULTS, bot_token=token)
     assert bot.wait() == 2
     output = bot.output()
     assert "rejected BOT_TOKEN" in output
@@ -119,7 +76,7 @@ def test_a_rejected_token_is_never_printed(emulator, tmp_path):
 
 def test_configuration_errors_never_print_secrets(emulator, tmp_path):
     bot = BotProcess(
-        emulator, tmp_path / "data", bot_token="515151:ANOTHER-SECRET", webhook_url="https://example.org/hook",
+        emulator, tmp_path / "data", **TEST_DEFAULTS, bot_token="515151:ANOTHER-SECRET", webhook_url="https://example.org/hook",
         webhook_secret="leaky secret with spaces!",
     )  # fmt: skip
     assert bot.wait() == 2
