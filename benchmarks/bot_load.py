@@ -1,8 +1,9 @@
 """Load scenario: many users send a pair at the same moment; does everyone get a result, and does the
 bot stay responsive meanwhile?
 
-The real bot (handlers, rate limiter, embedded pool with real worker processes) runs against the Bot
-API emulator with the fast stub engine from the tests, so what is measured is the bot, not the model.
+The real bot (``python -m bot``: handlers, rate limiter, embedded pool with real worker processes)
+runs as its own process, as in production, against the Bot API emulator, with the fast stub engine
+from the tests, so what is measured is the bot, not the model.
 While the pairs are processed, a probe user sends /help every 100 ms; the time to its reply is the
 responsiveness figure (p50/p95).
 
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from bot.emulator import BotAPIEmulator, EmulatedUser
-from bot.local_run import LocalBot, emulator_settings
+from bot.local_run import BotProcess
 from tests.bot_helpers import picture
 
 PROBE_INTERVAL_S = 0.1
@@ -43,25 +44,34 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(users: int, workers: int) -> dict[str, float]:
     with BotAPIEmulator() as emulator, tempfile.TemporaryDirectory() as data_dir:
-        settings = emulator_settings(
-            emulator, Path(data_dir), engine_factory="tests.stubs:load_stub_engine",
+        bot = BotProcess(
+            emulator, Path(data_dir) / "data", engine_factory="tests.stubs:load_stub_engine",
             workers_per_device=workers, queue_limit=users, flood_messages=1000, progress_edit_interval_s=1.0,
         )  # fmt: skip
-        with LocalBot(settings):
+        try:
+            bot.wait_ready(emulator)
             crowd = [emulator.user(10_000 + i, f"user{i}") for i in range(users)]
             pairs = [(picture(320, 240, seed=2 * i), picture(128, 128, seed=2 * i + 1)) for i in range(users)]
             prober, stop, latencies = emulator.user(9_999, "probe"), threading.Event(), []
+            prober.send_text("/help")  # the first answer means the workers are up and polling runs
+            prober.wait_text("/hq", timeout=120)
             probe = threading.Thread(target=probe_help, args=(prober, stop, latencies), daemon=True)
             probe.start()
             started = time.monotonic()
             for user, (content, style) in zip(crowd, pairs, strict=True):
                 user.send_photo(content)
                 user.send_photo(style)
-            emulator.wait_for(lambda: all(user.photos() for user in crowd), timeout=600, poll=0.05)
+            try:
+                emulator.wait_for(lambda: all(user.photos() for user in crowd), timeout=120, poll=0.05)
+            except TimeoutError:
+                log_tail = bot.output()[-4000:]
+                raise SystemExit(f"not every user got a result; the bot's log ends:\n{log_tail}") from None
             wall = time.monotonic() - started
             stop.set()
             probe.join()
             errors = sum(any(word in text.lower() for word in TROUBLE for text in u.texts()) for u in crowd)
+        finally:
+            bot.kill_group()
     return {
         "users": users,
         "results": sum(bool(u.photos()) for u in crowd),

@@ -26,9 +26,9 @@ GOAL_MIB = 300
 
 
 def big_jpeg() -> bytes:
-    """7300×5480 (40 MP), smooth so that it stays under Telegram's 20 MB."""
-    ramp = np.linspace(0, 255, 7300, dtype=np.uint8)
-    rows = np.broadcast_to(ramp, (5480, 7300))
+    """7296×5472 (just under the 40 MP limit), smooth so that it stays under Telegram's 20 MB."""
+    ramp = np.linspace(0, 255, 7296, dtype=np.uint8)
+    rows = np.broadcast_to(ramp, (5472, 7296))
     buffer = io.BytesIO()
     Image.fromarray(np.stack([rows, rows[::-1], np.full_like(rows, 90)], axis=2)).save(buffer, "JPEG")
     return buffer.getvalue()
@@ -70,7 +70,11 @@ def run(users: int) -> dict[str, float]:
                 user.send_document(pictures[i % 2], f"big{i}.{kind[0]}", f"image/{kind[1]}")
             for user in crowd:
                 user.send_photo(small_style())
-            emulator.wait_for(lambda: all(user.photos() for user in crowd), timeout=600, poll=0.1)
+            try:
+                emulator.wait_for(lambda: all(user.photos() for user in crowd), timeout=300, poll=0.1)
+            except TimeoutError:
+                replies = {user.user_id: user.texts() for user in crowd if not user.photos()}
+                raise SystemExit(f"not every user got a result; what they were told: {replies}") from None
             elapsed = time.monotonic() - started
             peak = peak_rss_mib(bot.process.pid)
         finally:

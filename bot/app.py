@@ -10,7 +10,6 @@ from urllib.parse import urlparse
 from telegram import BotCommand, Update
 from telegram.constants import ParseMode
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -28,6 +27,7 @@ from bot.files import FileStore
 from bot.jobs import JobBackend
 from bot.persistence import SQLitePersistence
 from bot.pool import EmbeddedPool
+from bot.ratelimit import PriorityRateLimiter
 from bot.services import SERVICES_KEY, Services, services
 from bot.storage import Database
 from bot.updates import AlbumDue, PerUserUpdateProcessor
@@ -122,7 +122,7 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
         .base_file_url(settings.bot_file_url)
         .local_mode(settings.local_bot_api)
         .defaults(Defaults(parse_mode=ParseMode.HTML))
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(PriorityRateLimiter(max_retries=3))
         .concurrent_updates(PerUserUpdateProcessor())
         .persistence(SQLitePersistence(database, update_interval=PERSISTENCE_INTERVAL_S))
         .post_init(post_init)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
 
     # Images
     max_download_bytes: int = 20 * 1024 * 1024
+    concurrent_downloads: int = Field(
+        4, ge=1, description="pictures fetched and checked at once; the rest wait, and commands do not"
+    )
     max_pixels: int = 40_000_000
     output_max_side: int = Field(1024, ge=64, le=4096)
     hq_max_side: int = Field(512, ge=64, le=2048)

@@ -6,44 +6,22 @@ import asyncio
 import html
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from PIL import Image
-from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, NetworkError
 from telegram.ext import Application
 
 from bot import texts
 from bot.jobs import EventSink, JobEvent, RenderJob
 from bot.keyboards import cancel_hq_keyboard, result_keyboard
+from bot.ratelimit import BACKGROUND
+from bot.retries import with_retries
 from bot.services import services
 from nst_core.images import encode_image
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-async def with_retries(call: Callable[[], Awaitable[T]], idempotent: bool, attempts: int = 4) -> T:
-    """Retry what surely did not take effect: a 429 the rate limiter gave up on, or a failed request.
-
-    A time-out is different: Telegram may have received the request and acted on it. Only an
-    idempotent call (an edit) is repeated after one; a send is not, or the user gets it twice.
-    """
-    for attempt in range(attempts):
-        try:
-            return await call()
-        except RetryAfter as exc:
-            if attempt == attempts - 1:
-                raise
-            delay = exc.retry_after
-            await asyncio.sleep(delay.total_seconds() if hasattr(delay, "total_seconds") else float(delay))
-        except (TimedOut, NetworkError) as exc:
-            timed_out_send = isinstance(exc, TimedOut) and not idempotent
-            if attempt == attempts - 1 or isinstance(exc, BadRequest) or timed_out_send:
-                raise
-            await asyncio.sleep(0.5 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 def _jpeg_of(path: Path) -> bytes:
@@ -86,14 +64,19 @@ class _JobMessages:
         handler = getattr(self, f"_on_{event.kind}")
         await handler(event)
 
-    async def _status(self, text: str, keyboard=None) -> None:
-        """Edit the status message, or send one if there is none yet."""
+    async def _status(self, text: str, keyboard=None, priority: int | None = BACKGROUND) -> None:
+        """Edit the status message, or send one if there is none yet (``priority`` None: that of the
+        update being handled)."""
         chat_id = self.job.chat_id
         if self.status_message_id is not None:
             try:
                 await with_retries(
                     lambda: self.bot.edit_message_text(
-                        text, chat_id=chat_id, message_id=self.status_message_id, reply_markup=keyboard
+                        text,
+                        chat_id=chat_id,
+                        message_id=self.status_message_id,
+                        reply_markup=keyboard,
+                        rate_limit_args=priority,
                     ),
                     idempotent=True,
                 )
@@ -102,17 +85,18 @@ class _JobMessages:
                 if "not modified" in str(exc).lower():
                     return
         message = await with_retries(
-            lambda: self.bot.send_message(chat_id, text, reply_markup=keyboard), idempotent=False
+            lambda: self.bot.send_message(chat_id, text, reply_markup=keyboard, rate_limit_args=priority),
+            idempotent=False,
         )
         self.status_message_id = message.message_id
         self.job.meta["status_message_id"] = message.message_id  # journaled: a restart edits it
 
     async def _on_queued(self, event: JobEvent) -> None:
+        """Said while the picture that started the job is handled: it answers that picture."""
         if event.position > 0 or self.job.options.hq:
             eta = texts.human_duration(event.eta_s or 0)
             await self._status(
-                texts.QUEUED_AHEAD.format(ahead=event.position, eta=eta),
-                self.cancel_keyboard,
+                texts.QUEUED_AHEAD.format(ahead=event.position, eta=eta), self.cancel_keyboard, None
             )
 
     async def _on_started(self, event: JobEvent) -> None:
@@ -122,7 +106,7 @@ class _JobMessages:
         elif self.status_message_id is not None:
             await self._status(texts.PAINTING)
         else:
-            await self.bot.send_chat_action(self.job.chat_id, "upload_photo")
+            await self.bot.send_chat_action(self.job.chat_id, "upload_photo", rate_limit_args=BACKGROUND)
 
     async def _on_progress(self, event: JobEvent) -> None:
         now = time.monotonic()
@@ -157,13 +141,17 @@ class _JobMessages:
         jpeg = await asyncio.to_thread(_jpeg_of, png)
         keyboard = result_keyboard(job.job_id, job.options.preserve_color, job.options.hq)
         await with_retries(
-            lambda: self.bot.send_photo(job.chat_id, jpeg, caption=text, reply_markup=keyboard),
+            lambda: self.bot.send_photo(
+                job.chat_id, jpeg, caption=text, reply_markup=keyboard, rate_limit_args=BACKGROUND
+            ),
             idempotent=False,
         )
         kept.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(png.replace, kept)  # a rename: atomic, never a half-written file
         if self.status_message_id is not None:
             try:
-                await self.bot.delete_message(self.job.chat_id, self.status_message_id)
+                await self.bot.delete_message(
+                    self.job.chat_id, self.status_message_id, rate_limit_args=BACKGROUND
+                )
             except (BadRequest, NetworkError):
                 logger.debug("could not delete status message", exc_info=True)

@@ -142,6 +142,7 @@ class _Fault:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of users must not find the listen queue full (default 5)
 
     def handle_error(self, request, client_address) -> None:
         """A client that hangs up (the bot stopping mid long-poll) is normal, not a traceback."""
@@ -162,6 +163,7 @@ class BotAPIEmulator:
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (path, bytes)
         self.messages: dict[tuple[int, int], dict] = {}  # (chat, message id) -> current message
         self.sent: list[Sent] = []
+        self._sent_to: dict[str, list[Sent]] = {}  # chat id -> its part of ``sent``: tests poll it often
         self.calls: dict[str, int] = {}
         self._faults: list[_Fault] = []
         self._delays: dict[tuple[str, int | None], float] = {}
@@ -176,6 +178,9 @@ class BotAPIEmulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes; with Nagle on, the body waits for the client's
+            # delayed ACK (~40 ms on Linux) on every reply: a delay Telegram does not have.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
@@ -273,7 +278,7 @@ class BotAPIEmulator:
     # ------------------------------------------------------------------ reading what the bot did
     def chat_log(self, chat_id: int) -> list[Sent]:
         with self._cond:
-            return [s for s in self.sent if str(s.params.get("chat_id")) == str(chat_id)]
+            return list(self._sent_to.get(str(chat_id), ()))
 
     def wait_for(self, predicate, timeout: float = 30.0, poll: float = 0.05):
         """Block until ``predicate()`` returns a truthy value (returned), else raise TimeoutError."""
@@ -433,7 +438,9 @@ class BotAPIEmulator:
         self, method: str, params: dict, files: dict[str, bytes], message: dict | None = None
     ) -> None:
         with self._cond:
-            self.sent.append(Sent(method, params, files, message))
+            sent = Sent(method, params, files, message)
+            self.sent.append(sent)
+            self._sent_to.setdefault(str(params.get("chat_id")), []).append(sent)
             self._cond.notify_all()
 
     def _get_updates(self, params: dict) -> list[dict]:

@@ -13,6 +13,7 @@ from telegram.error import TelegramError
 
 from bot import texts
 from bot.files import write_atomically
+from bot.retries import with_retries
 from bot.services import Services
 from bot.state import ImageRef
 from nst_core.errors import ImageError
@@ -67,11 +68,16 @@ async def fetch(bot: Bot, ref: ImageRef, user_id: int, services: Services) -> Pa
     if path.exists():
         path.touch()  # used again: keep it for another retention period
         return path
-    try:
+    limit = services.settings.max_download_bytes
+
+    async def download() -> bytes:
         telegram_file = await bot.get_file(ref.file_id)
-        if telegram_file.file_size and telegram_file.file_size > services.settings.max_download_bytes:
-            raise IntakeError(too_big(telegram_file.file_size, services.settings.max_download_bytes))
-        data = bytes(await telegram_file.download_as_bytearray())
+        if telegram_file.file_size and telegram_file.file_size > limit:
+            raise IntakeError(too_big(telegram_file.file_size, limit))
+        return bytes(await telegram_file.download_as_bytearray())
+
+    try:
+        data = await with_retries(download, idempotent=True)
     except TelegramError as exc:
         logger.warning("download of %s failed: %s", ref.unique_id, exc)
         raise IntakeError(texts.DOWNLOAD_FAILED) from exc
@@ -88,12 +94,13 @@ async def receive_picture(message: Message, bot: Bot, services: Services) -> Ima
     are caught now; the pixels are decoded later, in a worker, at the size the render needs."""
     settings = services.settings
     incoming = describe(message, settings.max_download_bytes)
-    path = await fetch(bot, incoming.ref, message.from_user.id, services)
     limits = ImageLimits(max_bytes=settings.max_download_bytes, max_pixels=settings.max_pixels)
-    try:
-        width, height = await asyncio.to_thread(_inspect_file, path, limits)
-    except ImageError as exc:
-        path.unlink(missing_ok=True)
-        raise IntakeError(texts.BAD_IMAGE.format(reason=html.escape(str(exc)))) from exc
+    async with services.downloads:
+        path = await fetch(bot, incoming.ref, message.from_user.id, services)
+        try:
+            width, height = await asyncio.to_thread(_inspect_file, path, limits)
+        except ImageError as exc:
+            path.unlink(missing_ok=True)
+            raise IntakeError(texts.BAD_IMAGE.format(reason=html.escape(str(exc)))) from exc
     ref = incoming.ref
     return ImageRef(ref.file_id, ref.unique_id, width, height)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -58,8 +59,12 @@ class Services:
     flood: FloodGuard = field(init=False)
     strangers: FloodGuard = field(init=False)  # "this bot is private" at most once per window
     albums: dict[int, Album] = field(default_factory=dict)  # user id -> the album being collected
+    # A burst of pictures (50 users at once) fetched all at once would fill every turn of the event
+    # loop, and a /help sent meanwhile would wait for all of them; a few at a time keeps it quick.
+    downloads: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
+        self.downloads = asyncio.Semaphore(self.settings.concurrent_downloads)
         self.flood = FloodGuard(self.settings.flood_messages, self.settings.flood_window_s)
         self.strangers = FloodGuard(1, self.settings.flood_window_s)
 

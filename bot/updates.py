@@ -14,6 +14,8 @@ from typing import Any
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
+from bot.ratelimit import PICTURE_ANSWER, REPLY, answering
+
 
 @dataclass(frozen=True)
 class AlbumDue:
@@ -21,6 +23,14 @@ class AlbumDue:
 
     user_id: int
     group_id: str
+
+
+def _carries_pictures(update: object) -> bool:
+    """Pictures come in bursts (pairs, albums, many users at once); their answers yield to commands."""
+    if isinstance(update, AlbumDue):
+        return True
+    message = update.effective_message if isinstance(update, Update) else None
+    return message is not None and bool(message.photo or message.document)
 
 
 class PerUserUpdateProcessor(BaseUpdateProcessor):
@@ -59,6 +69,7 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
             async with self._slots:
                 await coroutine
             return
+        answering.set(PICTURE_ANSWER if _carries_pictures(update) else REPLY)  # this task's own context
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._holders[key] = self._holders.get(key, 0) + 1
         try:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from bot import texts
+from bot.emulator import BotAPIEmulator
 from bot.local_run import LocalBot
 from tests.bot_helpers import bot_settings, image_size, picture
 from tests.stubs import SLOW_COLOUR, SLOW_S
@@ -246,3 +247,19 @@ def test_a_gif_animation_is_named_as_such(user):
 def test_alpha_minus_zero_reads_zero(user):
     user.send_text("/alpha -0")
     assert user.wait_text("Style strength set to") == "Style strength set to 0."
+
+
+# ---------------------------------------------------------------------------- 16. bursts and load
+def test_pictures_are_fetched_a_few_at_a_time_and_commands_do_not_wait_for_them(tmp_path):
+    """With one download slot, a second user's picture waits while the first is fetched; /help does not."""
+    with BotAPIEmulator() as api, LocalBot(bot_settings(api, tmp_path, concurrent_downloads=1)):
+        first, second, asker = api.user(8101), api.user(8102), api.user(8103)
+        api.delay("getFile", 2.0)
+        first.send_photo(picture(seed=60))
+        api.wait_for(lambda: api.calls.get("getFile") == 1)
+        second.send_photo(picture(seed=61))
+        asker.send_text("/help")
+        asker.wait_text("/hq", timeout=1.5)  # answered while the first picture is still being fetched
+        assert api.calls["getFile"] == 1 and first.texts() == [] and second.texts() == []
+        second.wait_text(texts.ASK_STYLE[:20], timeout=10)
+        assert api.calls["getFile"] == 2
