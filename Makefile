@@ -1,17 +1,23 @@
 # Every target creates the virtual environment on first use; nothing is downloaded at run time.
+# `run` installs what the bot needs; everything else also installs the test, training and benchmark
+# extras. Versions come from constraints.txt (torch 2.14.1 included).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip install --quiet -c constraints.txt
+RUNTIME := $(VENV)/.runtime
+STAMP := $(VENV)/.dev
 
-.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory train clean
+.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory train constraints clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH_PINS)
-	$(BIN)/pip install --quiet -e '.[dev]' $(TORCH_PINS)
+	$(PIP) -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,21 +26,21 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check nst_core bot tests benchmarks
-	$(BIN)/ruff format --check nst_core bot tests benchmarks
+	$(BIN)/ruff check nst_core bot testkit tests benchmarks
+	$(BIN)/ruff format --check nst_core bot testkit tests benchmarks
 
 # A sample stylization from the scikit-image sample pictures, written to out/.
 stylize: $(STAMP)
-	$(BIN)/python -m benchmarks.sample_images out/samples
+	$(BIN)/python -m testkit.pictures out/samples
 	$(BIN)/nst stylize out/samples/astronaut.png out/samples/coffee.png -o out/astronaut_coffee.jpg
 
 # The bot with long polling; it explains how to get a token when BOT_TOKEN is missing.
-run: $(STAMP)
+run: $(RUNTIME)
 	$(BIN)/python -m bot
 
 # A whole conversation offline: the real bot and engine against the Bot API emulator; pictures in out/demo.
 demo: $(STAMP)
-	$(BIN)/python -m bot.demo
+	$(BIN)/python -m testkit.demo
 
 train: $(STAMP)
 	$(BIN)/nst train --out runs/decoder --export runs/decoder/decoder.safetensors --resume \
@@ -52,6 +58,10 @@ bench-memory: $(STAMP)
 
 bench-gatys: $(STAMP)
 	$(BIN)/python benchmarks/gatys_vs_pastiche.py
+
+# Pin what the venv has now (after a change to pyproject.toml's dependencies).
+constraints: $(STAMP)
+	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.new && mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache out

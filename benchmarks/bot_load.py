@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from bot.emulator import BotAPIEmulator, EmulatedUser
-from bot.local_run import BotProcess
-from tests.bot_helpers import picture
+from testkit.emulator import BotAPIEmulator, EmulatedUser
+from testkit.local_run import BotProcess
+from testkit.pictures import picture
 
 PROBE_INTERVAL_S = 0.1
 TROUBLE = ("busy", "crashed", "went wrong", "took too long", "try again", "restarting")
@@ -45,7 +45,7 @@ def percentile(values: list[float], q: float) -> float:
 def run(users: int, workers: int) -> dict[str, float]:
     with BotAPIEmulator() as emulator, tempfile.TemporaryDirectory() as data_dir:
         bot = BotProcess(
-            emulator, Path(data_dir) / "data", engine_factory="tests.stubs:load_stub_engine",
+            emulator, Path(data_dir) / "data", engine_factory="testkit.stubs:load_stub_engine",
             workers_per_device=workers, queue_limit=users, flood_messages=1000, progress_edit_interval_s=1.0,
         )  # fmt: skip
         try:

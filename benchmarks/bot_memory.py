@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bot.emulator import BotAPIEmulator
-from bot.local_run import BotProcess
+from testkit.emulator import BotAPIEmulator
+from testkit.local_run import BotProcess
 
 GOAL_MIB = 300
 
@@ -57,7 +57,7 @@ def run(users: int) -> dict[str, float]:
     pictures = [big_jpeg(), big_png16()]
     with BotAPIEmulator() as emulator, tempfile.TemporaryDirectory() as data_dir:
         bot = BotProcess(
-            emulator, Path(data_dir) / "data", engine_factory="tests.stubs:load_stub_engine",
+            emulator, Path(data_dir) / "data", engine_factory="testkit.stubs:load_stub_engine",
             workers_per_device=2, queue_limit=users, flood_messages=1000,
         )  # fmt: skip
         try:

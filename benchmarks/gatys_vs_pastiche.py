@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
-from benchmarks.sample_images import sample_image
 from nst_core.device import use_all_cpu_cores
 from nst_core.gatys import STYLE_LAYERS, GatysConfig, GatysOptimizer
 from nst_core.images import load_image
@@ -30,6 +29,7 @@ from nst_core.options import RenderOptions
 from nst_core.pipeline import Engine
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
+from testkit.pictures import sample_image
 
 DEFAULT_STYLE = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "style" / "s01058.jpg"
 

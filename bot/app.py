@@ -24,6 +24,7 @@ from bot import handlers
 from bot.config import Settings
 from bot.delivery import make_notifier
 from bot.files import FileStore
+from bot.health import beat_forever, heartbeat_path
 from bot.jobs import JobBackend
 from bot.persistence import SQLitePersistence
 from bot.pool import EmbeddedPool
@@ -100,15 +101,17 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
     database = Database(settings.database_path)
     files = FileStore(settings.data_dir, settings.retention_hours * 3600)
 
-    sweeping: list[asyncio.Task] = []
+    housekeeping: list[asyncio.Task] = []
 
     async def post_init(application: Application) -> None:
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
         await services(application.bot_data).backend.start()
-        sweeping.append(asyncio.create_task(_sweep_forever(files), name="sweep"))
+        housekeeping.append(asyncio.create_task(_sweep_forever(files), name="sweep"))
+        heartbeat = heartbeat_path(settings.data_dir)
+        housekeeping.append(asyncio.create_task(beat_forever(heartbeat), name="heartbeat"))
 
     async def post_stop(application: Application) -> None:
-        for task in sweeping:
+        for task in housekeeping:
             task.cancel()
         await services(application.bot_data).backend.stop()
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import io
 import sqlite3
 
-import numpy as np
 from PIL import Image
 
 from bot.config import Settings
-from bot.emulator import BotAPIEmulator
-from bot.local_run import emulator_settings
+from testkit.emulator import BotAPIEmulator
+from testkit.local_run import emulator_settings
 
 TEST_DEFAULTS = {
-    "engine_factory": "tests.stubs:load_stub_engine",
+    "engine_factory": "testkit.stubs:load_stub_engine",
     "progress_edit_interval_s": 0.0,
     "fast_timeout_s": 6.0,
     "hq_time_budget_s": 30.0,
@@ -25,24 +24,6 @@ TEST_DEFAULTS = {
 def bot_settings(emulator: BotAPIEmulator, data_dir, **overrides) -> Settings:
     """The stub engine and short timeouts, so the bot tests are fast and can trigger faults."""
     return emulator_settings(emulator, data_dir, **(TEST_DEFAULTS | overrides))
-
-
-def picture(
-    width: int = 160,
-    height: int = 120,
-    seed: int = 0,
-    corner: tuple[int, int, int] | None = None,
-    fmt: str = "PNG",
-) -> bytes:
-    """A smooth random picture; ``corner`` paints the top-left pixel (the stub engine's fault trigger)."""
-    rng = np.random.default_rng(seed)
-    small = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8))
-    image = small.resize((width, height), Image.Resampling.BICUBIC)
-    if corner is not None:
-        image.putpixel((0, 0), corner)
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
 
 
 def image_size(data: bytes) -> tuple[int, int]:

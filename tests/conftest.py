@@ -6,12 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.sample_images import sample_image
-from bot.emulator import BotAPIEmulator
 from nst_core.adain import Stylizer
 from nst_core.decoder import Decoder
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
+from testkit.emulator import BotAPIEmulator
+from testkit.pictures import sample_image
 
 torch.set_num_threads(2)
 

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from bot import texts
-from bot.local_run import LocalBot
-from tests.bot_helpers import bot_settings, picture
+from testkit.local_run import LocalBot
+from testkit.pictures import picture
+from tests.bot_helpers import bot_settings
 
 MEMBER, ADMIN, STRANGER = 3001, 3002, 3003
 FLOOD_LIMIT, FLOOD_WINDOW_S = 3, 4.0

@@ -7,9 +7,10 @@ import itertools
 import pytest
 
 from bot import texts
-from bot.local_run import LocalBot
-from tests.bot_helpers import bot_settings, image_size, picture
-from tests.stubs import CRASH_COLOUR, HANG_COLOUR
+from testkit.local_run import LocalBot
+from testkit.pictures import picture
+from testkit.stubs import CRASH_COLOUR, HANG_COLOUR
+from tests.bot_helpers import bot_settings, image_size
 
 USER_IDS = itertools.count(1001)
 

@@ -7,9 +7,10 @@ import socket
 
 import pytest
 
-from bot.emulator import BotAPIEmulator
-from bot.local_run import LocalBot
-from tests.bot_helpers import bot_settings, image_size, journaled_jobs, picture
+from testkit.emulator import BotAPIEmulator
+from testkit.local_run import LocalBot
+from testkit.pictures import picture
+from tests.bot_helpers import bot_settings, image_size, journaled_jobs
 
 
 @pytest.fixture()

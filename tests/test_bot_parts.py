@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.emulator import BotAPIEmulator, _ApiError, check_like_telegram, telegram_html_text
 from bot.files import FileStore
-from bot.local_run import LocalBot
 from bot.persistence import SQLitePersistence
 from bot.state import STATE_KEY, ImageRef, Render, UserState, parse_alpha
 from bot.storage import Database
@@ -26,6 +24,8 @@ from bot.updates import PerUserUpdateProcessor
 from bot.worker import _CancelListener
 from nst_core.errors import ImageError
 from nst_core.images import decode_image, inspect_image
+from testkit.emulator import BotAPIEmulator, _ApiError, check_like_telegram, telegram_html_text
+from testkit.local_run import LocalBot
 from tests.bot_helpers import bot_settings
 
 

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from bot.emulator import BotAPIEmulator
-from bot.local_run import BotProcess
-from tests.bot_helpers import TEST_DEFAULTS, picture
+from testkit.emulator import BotAPIEmulator
+from testkit.local_run import BotProcess
+from testkit.pictures import picture
+from tests.bot_helpers import TEST_DEFAULTS
 
 
 @pytest.fixture()

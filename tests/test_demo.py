@@ -1,7 +1,8 @@
 """``make demo``: the real bot and the real engine, offline, over HTTP against the emulator."""
 
-from bot.demo import run_demo
-from tests.bot_helpers import image_size, picture
+from testkit.demo import run_demo
+from testkit.pictures import picture
+from tests.bot_helpers import image_size
 
 
 def test_demo_conversation_saves_both_results(tmp_path):

@@ -8,10 +8,11 @@ import signal
 import pytest
 
 from bot import texts
-from bot.emulator import BotAPIEmulator
-from bot.local_run import LocalBot
-from tests.bot_helpers import bot_settings, image_size, journaled_jobs, picture
-from tests.stubs import START_FAILS_VARIABLE
+from testkit.emulator import BotAPIEmulator
+from testkit.local_run import LocalBot
+from testkit.pictures import picture
+from testkit.stubs import START_FAILS_VARIABLE
+from tests.bot_helpers import bot_settings, image_size, journaled_jobs
 
 
 @pytest.fixture()

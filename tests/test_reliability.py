@@ -14,10 +14,11 @@ import time
 import pytest
 
 from bot import texts
-from bot.emulator import BotAPIEmulator
-from bot.local_run import LocalBot
-from tests.bot_helpers import bot_settings, image_size, picture
-from tests.stubs import SLOW_COLOUR, SLOW_S
+from testkit.emulator import BotAPIEmulator
+from testkit.local_run import LocalBot
+from testkit.pictures import picture
+from testkit.stubs import SLOW_COLOUR, SLOW_S
+from tests.bot_helpers import bot_settings, image_size
 
 USER_IDS = itertools.count(5001)
 

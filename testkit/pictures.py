@@ -1,7 +1,8 @@
-"""Sample pictures with no download: scikit-image's bundled photos, and a generated "artwork"."""
+"""Pictures with no download: scikit-image's bundled photos, a generated "artwork", small random ones."""
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -44,6 +45,24 @@ def stained_glass(size: int = 384, cells: int = 70, seed: int = 0) -> Image.Imag
     leading = Image.fromarray((edges * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(5))
     picture.paste((25, 20, 20), mask=leading)
     return picture
+
+
+def picture(
+    width: int = 160,
+    height: int = 120,
+    seed: int = 0,
+    corner: tuple[int, int, int] | None = None,
+    fmt: str = "PNG",
+) -> bytes:
+    """A smooth random picture; ``corner`` paints the top-left pixel (the stub engine's fault trigger)."""
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8))
+    image = small.resize((width, height), Image.Resampling.BICUBIC)
+    if corner is not None:
+        image.putpixel((0, 0), corner)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
 
 
 def write_samples(folder: Path) -> list[Path]:

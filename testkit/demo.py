@@ -4,7 +4,7 @@ The real bot (handlers, inference pool, real engine) talks over HTTP to the Bot 
 emulated user sends a photo and a style, then asks for less style with ``/alpha``. The transcript is
 printed and the results land in ``out/demo/``.
 
-    python -m bot.demo [--content PHOTO] [--style PICTURE] [--out out/demo]
+    python -m testkit.demo [--content PHOTO] [--style PICTURE] [--out out/demo]
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.emulator import BotAPIEmulator, EmulatedUser
-from bot.local_run import LocalBot, emulator_settings
+from testkit.emulator import BotAPIEmulator, EmulatedUser
+from testkit.local_run import LocalBot, emulator_settings
 
 RESULT_TIMEOUT_S = 600.0  # the first job also loads the models; a 2-core CPU is slow
 
@@ -32,7 +32,7 @@ def _png(image) -> bytes:
 
 def default_pictures() -> tuple[bytes, bytes]:
     """scikit-image's astronaut (bundled in its wheel) and a generated stained-glass "artwork"."""
-    from benchmarks.sample_images import sample_image, stained_glass
+    from testkit.pictures import sample_image, stained_glass
 
     return _png(sample_image("astronaut")), _png(stained_glass())
 
@@ -92,7 +92,7 @@ def run_demo(content: bytes, style: bytes, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m testkit.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--content", type=Path, help="your photo (default: scikit-image's astronaut)")
     parser.add_argument("--style", type=Path, help="the style picture (default: a generated stained glass)")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))

@@ -21,8 +21,8 @@ from telegram.ext import Application
 
 from bot.app import build_application, start_bot, stop_bot
 from bot.config import Settings
-from bot.emulator import BotAPIEmulator
 from bot.webhook import WebhookServer
+from testkit.emulator import BotAPIEmulator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
