@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Training photos (content/) and artworks (style/), used where they are, never copied here.
+DATA ?= ../shared/datasets
 PIP := $(BIN)/pip install --quiet -c constraints.txt
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.dev
@@ -43,7 +45,7 @@ demo: $(STAMP)
 	$(BIN)/python -m testkit.demo
 
 train: $(STAMP)
-	$(BIN)/nst train --out runs/decoder --export runs/decoder/decoder.safetensors --resume \
+	$(BIN)/nst train --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/decoder --export runs/decoder/decoder.safetensors --resume \
 		--steps 200000 --pretrain-steps 500 --crop 128 --crops-per-image 3 --batch-size 8 \
 		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
 

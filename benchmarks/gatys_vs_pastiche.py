@@ -23,8 +23,9 @@ import torch
 from PIL import Image, ImageOps
 
 from nst_core.device import use_all_cpu_cores
-from nst_core.gatys import STYLE_LAYERS, GatysConfig, GatysOptimizer
+from nst_core.gatys import GatysConfig, GatysOptimizer
 from nst_core.images import load_image
+from nst_core.losses import GATYS_STYLE_LAYERS
 from nst_core.options import RenderOptions
 from nst_core.pipeline import Engine
 from nst_core.tensors import to_tensor
@@ -81,7 +82,7 @@ def run_ours(content: Path, style: Path, size: int, steps: int | None, out: Path
     engine = Engine.load(device="cpu")
     image = engine.render(
         load_image(content), [load_image(style)], RenderOptions(hq=True, max_side=size, steps=steps)
-    )
+    ).image
     wall = time.perf_counter() - started
     image.save(out / "ours.png")
     return wall
@@ -112,7 +113,7 @@ def main() -> None:
 
     # One evaluator for every run: float32 whatever precision a run used, and every style layer
     # weighted equally (the mean over layers), not by our optimizer's per-layer factors.
-    unweighted = GatysConfig(style_layer_factors=(1 / len(STYLE_LAYERS),) * len(STYLE_LAYERS))
+    unweighted = GatysConfig(style_layer_factors=(1 / len(GATYS_STYLE_LAYERS),) * len(GATYS_STYLE_LAYERS))
     evaluator = GatysOptimizer(get_encoder(), unweighted)
     targets = evaluator.targets(to_tensor(load_image(content)), [to_tensor(load_image(style))], [1.0])
 

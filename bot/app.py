@@ -29,7 +29,7 @@ from bot.jobs import JobBackend
 from bot.persistence import SQLitePersistence
 from bot.pool import EmbeddedPool
 from bot.ratelimit import PriorityRateLimiter
-from bot.services import SERVICES_KEY, Services, services
+from bot.services import CONTEXT_TYPES, Services
 from bot.storage import Database
 from bot.updates import AlbumDue, PerUserUpdateProcessor
 from bot.webhook import WebhookServer
@@ -79,19 +79,14 @@ def configure_logging(settings: Settings) -> None:
 
 def add_handlers(application: Application) -> None:
     application.add_handler(TypeHandler(Update, handlers.gate), group=-1)
-    for name, callback in (
-        ("start", handlers.start), ("help", handlers.help_command), ("alpha", handlers.alpha),
-        ("mix", handlers.mix), ("hq", handlers.hq), ("settings", handlers.settings_command),
-        ("cancel", handlers.cancel), ("reset", handlers.reset), ("forget", handlers.forget),
-        ("stats", handlers.stats),
-    ):  # fmt: skip
-        application.add_handler(CommandHandler(name, callback))
+    for name in [*(name for name, _ in COMMANDS), "stats"]:  # /stats: admins only, not in the menu
+        application.add_handler(CommandHandler(name, getattr(handlers, f"{name}_command")))
     application.add_handler(MessageHandler(filters.COMMAND, handlers.unknown_command))
     pictures = filters.PHOTO | (filters.Document.ALL & ~filters.ANIMATION)  # a GIF comes as both
     application.add_handler(MessageHandler(pictures, handlers.on_picture))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(CallbackQueryHandler(handlers.on_button))
-    application.add_handler(TypeHandler(AlbumDue, handlers.album_due))
+    application.add_handler(TypeHandler(AlbumDue, handlers.on_album_due))
     application.add_handler(MessageHandler(filters.ALL & ~filters.StatusUpdate.ALL, handlers.on_other_media))
     application.add_error_handler(handlers.on_error)
 
@@ -105,7 +100,7 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
 
     async def post_init(application: Application) -> None:
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
-        await services(application.bot_data).backend.start()
+        await application.bot_data.services.backend.start()
         housekeeping.append(asyncio.create_task(_sweep_forever(files), name="sweep"))
         heartbeat = heartbeat_path(settings.data_dir)
         housekeeping.append(asyncio.create_task(beat_forever(heartbeat), name="heartbeat"))
@@ -113,7 +108,7 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
     async def post_stop(application: Application) -> None:
         for task in housekeeping:
             task.cancel()
-        await services(application.bot_data).backend.stop()
+        await application.bot_data.services.backend.stop()
 
     async def post_shutdown(application: Application) -> None:
         database.close()
@@ -125,6 +120,7 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
         .base_file_url(settings.bot_file_url)
         .local_mode(settings.local_bot_api)
         .defaults(Defaults(parse_mode=ParseMode.HTML))
+        .context_types(CONTEXT_TYPES)
         .rate_limiter(PriorityRateLimiter(max_retries=3))
         .concurrent_updates(PerUserUpdateProcessor())
         .persistence(SQLitePersistence(database, update_interval=PERSISTENCE_INTERVAL_S))
@@ -135,7 +131,7 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
     )
     if backend is None:
         backend = EmbeddedPool(settings, make_notifier(application), database, files)
-    application.bot_data[SERVICES_KEY] = Services(settings, backend, files)
+    application.bot_data.services = Services(settings, backend, files)
     add_handlers(application)
     return application
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nst_core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 IdList = Annotated[list[int], NoDecode]
 
@@ -47,11 +48,11 @@ class Settings(BaseSettings):
     vgg_path: Path | None = None
 
     # Images
-    max_download_bytes: int = 20 * 1024 * 1024
+    max_download_bytes: int = DEFAULT_MAX_BYTES
     concurrent_downloads: int = Field(
         4, ge=1, description="pictures fetched and checked at once; the rest wait, and commands do not"
     )
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     output_max_side: int = Field(1024, ge=64, le=4096)
     hq_max_side: int = Field(512, ge=64, le=2048)
     max_mix_styles: int = Field(4, ge=2, le=10)
@@ -93,11 +94,6 @@ class Settings(BaseSettings):
     def database_path(self) -> Path:
         """Conversations and the job journal (SQLite)."""
         return self.data_dir / "atelier.sqlite3"
-
-    @property
-    def cpu_cores(self) -> int:
-        """Cores this process may use (the container's or taskset's share, not the host's)."""
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     def is_allowed(self, user_id: int) -> bool:
         return not self.allowed_user_ids or user_id in self.allowed_user_ids or user_id in self.admin_ids

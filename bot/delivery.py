@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from bot.jobs import EventSink, JobEvent, RenderJob
 from bot.keyboards import cancel_hq_keyboard, result_keyboard
 from bot.ratelimit import BACKGROUND
 from bot.retries import with_retries
-from bot.services import services
 from nst_core.images import encode_image
 
 logger = logging.getLogger(__name__)
@@ -26,17 +24,7 @@ logger = logging.getLogger(__name__)
 
 def _jpeg_of(path: Path) -> bytes:
     with Image.open(path) as image:
-        return encode_image(image, "JPEG", quality=93)
-
-
-def caption(job: RenderJob) -> str:
-    options = job.options
-    mix = f" · {len(job.styles)} styles mixed" if len(job.styles) > 1 else ""
-    color = " · photo colours" if options.preserve_color != "none" else ""
-    mode = "High quality" if options.hq else "Fast"
-    return texts.RESULT_CAPTION.format(
-        mode=mode, alpha=texts.format_alpha(options.alpha), mix=mix, color=color
-    )
+        return encode_image(image, "JPEG")
 
 
 def make_notifier(application: Application) -> Callable[[RenderJob], EventSink]:
@@ -58,7 +46,6 @@ class _JobMessages:
         self.status_message_id: int | None = job.meta.get("status_message_id")
         self.cancel_keyboard = cancel_hq_keyboard(job.job_id) if job.options.hq else None
         self.started_at = time.monotonic()
-        self.last_edit = 0.0
 
     async def handle(self, event: JobEvent) -> None:
         handler = getattr(self, f"_on_{event.kind}")
@@ -109,19 +96,21 @@ class _JobMessages:
             await self.bot.send_chat_action(self.job.chat_id, "upload_photo", rate_limit_args=BACKGROUND)
 
     async def _on_progress(self, event: JobEvent) -> None:
-        now = time.monotonic()
-        interval = services(self.application.bot_data).settings.progress_edit_interval_s
-        if not self.job.options.hq or now - self.last_edit < interval or event.fraction <= 0:
+        """Reports arrive already throttled by the worker (``progress_edit_interval_s``)."""
+        if not self.job.options.hq or event.fraction <= 0:
             return
-        self.last_edit = now
-        elapsed = now - self.started_at
+        elapsed = time.monotonic() - self.started_at
         eta = texts.human_duration(elapsed / event.fraction - elapsed)
         await self._status(
             texts.HQ_PROGRESS.format(percent=int(event.fraction * 100), eta=eta), self.cancel_keyboard
         )
 
     async def _on_done(self, event: JobEvent) -> None:
-        await self._deliver(event.image, caption(self.job))
+        text = texts.result_caption(self.job.options, len(self.job.styles))
+        if event.stopped == "time_budget":
+            budget = texts.human_duration(self.job.options.time_budget_s or 0)
+            text += texts.TIME_BUDGET_NOTE.format(budget=budget)
+        await self._deliver(event.image, text)
 
     async def _on_cancelled(self, event: JobEvent) -> None:
         if event.image is not None:
@@ -130,12 +119,12 @@ class _JobMessages:
             await self._status(texts.CANCELLED_NOTHING)
 
     async def _on_failed(self, event: JobEvent) -> None:
-        await self._status(html.escape(event.message, quote=False))
+        await self._status(texts.failure(event.failure, event.detail))
 
     async def _deliver(self, png: Path, text: str) -> None:
         """Send the result as a photo, then keep the PNG for the "Full-size file" button."""
         job = self.job
-        kept = services(self.application.bot_data).files.result_path(job.user_id, job.job_id)
+        kept = self.application.bot_data.services.files.result_path(job.user_id, job.job_id)
         if not png.exists() and kept.exists():  # sent before a restart; only the journal lagged
             return
         jpeg = await asyncio.to_thread(_jpeg_of, png)

@@ -14,9 +14,11 @@ import logging
 from dataclasses import asdict, replace
 
 from telegram import Update
-from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
+from telegram.ext import Application, ApplicationHandlerStop
 
 from bot import texts
+from bot.config import Settings
+from bot.conversation import Event
 from bot.intake import IntakeError, fetch, receive_picture
 from bot.jobs import BackendError, RenderJob, new_job_id
 from bot.keyboards import (
@@ -29,25 +31,17 @@ from bot.keyboards import (
     retry_keyboard,
     settings_keyboard,
 )
-from bot.services import Album, Services, services
-from bot.state import ALPHA_STEP, ImageRef, Render, UserState, get_state, parse_alpha, parse_weights
+from bot.services import Album, Context
+from bot.state import ALPHA_STEP, ImageRef, Render, UserState, parse_alpha, parse_weights
 from bot.updates import AlbumDue
+from nst_core.options import PRESERVE_COLOR_CHOICES, RenderOptions
 
 logger = logging.getLogger(__name__)
-Context = ContextTypes.DEFAULT_TYPE
 ALBUM_SETTLE_S = 1.2  # an album's pictures arrive as separate updates within about a second
 
 
 class ButtonError(Exception):
     """Callback data that no keyboard of ours produces (stale, or forged)."""
-
-
-def _state(context: Context) -> UserState:
-    return get_state(context.user_data)
-
-
-def _services(context: Context) -> Services:
-    return services(context.bot_data)
 
 
 async def _reply(update: Update, text: str, **kwargs) -> None:
@@ -60,7 +54,7 @@ async def gate(update: Update, context: Context) -> None:
     user = update.effective_user
     if user is None or update.edited_message is not None:  # edits would replay old steps
         raise ApplicationHandlerStop
-    svc, query = _services(context), update.callback_query
+    svc, query = context.bot_data.services, update.callback_query
     allowed, warn = svc.flood.allow(user.id)
     if not allowed:
         if query:
@@ -85,8 +79,7 @@ async def start_render(
     context: Context, chat_id: int, user_id: int, state: UserState, render: Render
 ) -> None:
     """Fetch the pictures, queue the job, and remember the render only once it is accepted."""
-    svc, bot = _services(context), context.bot
-    settings = svc.settings
+    svc, bot = context.bot_data.services, context.bot
     try:
         content = await fetch(bot, render.content, user_id, svc)
         styles = [await fetch(bot, ref, user_id, svc) for ref in render.styles]
@@ -95,28 +88,39 @@ async def start_render(
         return
     job_id = new_job_id()
     content, staged_styles = await asyncio.to_thread(svc.files.stage_job, job_id, content, styles)
-    options = render.options(settings.hq_steps, settings.hq_max_side, settings.hq_time_budget_s)
+    options = _job_options(render.options, svc.settings)
     job = RenderJob(user_id, chat_id, content, staged_styles, options, job_id=job_id)
     try:
         await svc.backend.submit(job)
     except BackendError as exc:
         await asyncio.to_thread(svc.files.remove_job, job_id)
         state.refused = render
-        await bot.send_message(chat_id, str(exc), reply_markup=retry_keyboard())
+        text = texts.refusal(exc.refusal, exc.waiting)
+        await bot.send_message(chat_id, text, reply_markup=retry_keyboard())
         return
     state.remember(job_id, render)
 
 
-async def _render_pending(context: Context, chat_id: int, user_id: int, state: UserState, weights) -> None:
-    """The user has a photo and style(s): build the render from their settings and start it."""
-    user_settings = state.settings
-    render = Render(
-        content=state.content, styles=list(state.styles), weights=weights, alpha=user_settings.alpha,
-        preserve_color=user_settings.preserve_color, max_side=user_settings.max_side,
-        hq=user_settings.hq_next,
-    )  # fmt: skip
-    user_settings.hq_next = False
-    state.reset()
+def _job_options(options: RenderOptions, settings: Settings) -> RenderOptions:
+    """The operator's limits on top of the user's choices: HQ steps, time budget and size."""
+    if not options.hq:
+        return options
+    return replace(
+        options,
+        max_side=min(options.max_side, settings.hq_max_side),
+        steps=settings.hq_steps,
+        time_budget_s=settings.hq_time_budget_s,
+    )
+
+
+async def _render_pending(
+    context: Context, chat_id: int, user_id: int, state: UserState, event: Event, weights: list[float] | None
+) -> None:
+    """The user has a photo and style(s): render them with their settings (/hq applies once)."""
+    render = Render(state.content, list(state.styles), replace(state.options, weights=weights))
+    state.options = replace(state.options, hq=False)
+    state.advance(event)
+    state.clear_pictures()
     await start_render(context, chat_id, user_id, state, render)
 
 
@@ -124,10 +128,10 @@ async def accept_pictures(
     context: Context, chat_id: int, user_id: int, state: UserState, refs: list[ImageRef]
 ) -> None:
     """The conversation's core: where new pictures go depends on what we are waiting for."""
-    max_mix, send = _services(context).settings.max_mix_styles, context.bot.send_message
+    max_mix, send = context.bot_data.services.settings.max_mix_styles, context.bot.send_message
     if state.awaiting == "content":
         state.content, refs = refs[0], refs[1:]
-        state.awaiting = "mix_styles" if state.mix_requested else "style"
+        state.advance("photo_for_mix" if state.mix_requested else "photo")
         state.mix_requested = False
         if not refs:
             mixing = state.awaiting == "mix_styles"
@@ -135,10 +139,10 @@ async def accept_pictures(
             return
     if state.awaiting == "style":
         state.styles = refs[:max_mix]
-        await _render_pending(context, chat_id, user_id, state, None)
+        await _render_pending(context, chat_id, user_id, state, "style_picture", None)
         return
     state.styles = (state.styles + refs)[:max_mix]
-    state.awaiting = "mix_styles"
+    state.advance("style_picture")
     count = len(state.styles)
     example = " ".join(["1"] * count) if count > 1 else "0.7 0.3"
     if count >= max_mix:
@@ -151,7 +155,7 @@ async def accept_pictures(
 
 # ---------------------------------------------------------------------------- pictures
 async def on_picture(update: Update, context: Context) -> None:
-    message, svc = update.effective_message, _services(context)
+    message, svc = update.effective_message, context.bot_data.services
     try:
         ref = await receive_picture(message, context.bot, svc)
     except IntakeError as exc:
@@ -159,7 +163,7 @@ async def on_picture(update: Update, context: Context) -> None:
         return
     user_id, chat_id = update.effective_user.id, update.effective_chat.id
     if message.media_group_id is None:
-        await accept_pictures(context, chat_id, user_id, _state(context), [ref])
+        await accept_pictures(context, chat_id, user_id, context.user_data, [ref])
         return
     album = svc.albums.setdefault(user_id, Album(message.media_group_id, chat_id))
     album.pictures.append((message.message_id, ref))
@@ -174,42 +178,33 @@ async def _album_timer(application: Application, user_id: int, album: Album) -> 
         await application.update_queue.put(AlbumDue(user_id, album.group_id))
 
 
-async def album_due(update: AlbumDue, context: Context) -> None:
-    album = _services(context).albums.get(update.user_id)
+async def on_album_due(update: AlbumDue, context: Context) -> None:
+    album = context.bot_data.services.albums.get(update.user_id)
     if album is not None and album.group_id == update.group_id:
         await _flush_album(context.application, update.user_id)
 
 
 async def _flush_album(application: Application, user_id: int) -> None:
     """Hand all of an album's pictures over, in the order they were sent."""
-    svc = services(application.bot_data)
-    album = svc.albums.pop(user_id)
+    album = application.bot_data.services.albums.pop(user_id)
     refs = [ref for _, ref in sorted(album.pictures, key=lambda item: item[0])]
-    context = ContextTypes.DEFAULT_TYPE(application, user_id=user_id)
-    await accept_pictures(context, album.chat_id, user_id, get_state(application.user_data[user_id]), refs)
+    context = application.context_types.context(application, user_id=user_id)
+    await accept_pictures(context, album.chat_id, user_id, application.user_data[user_id], refs)
     application.mark_data_for_update_persistence(user_ids=user_id)
 
 
 async def on_other_media(update: Update, context: Context) -> None:
     message = update.effective_message
-    kinds = [
-        ("sticker", "stickers"),
-        ("animation", "GIF animations"),
-        ("video", "videos"),
-        ("voice", "voice messages"),
-        ("audio", "audio"),
-        ("video_note", "video messages"),
-        ("location", "locations"),
-        ("contact", "contacts"),
-        ("poll", "polls"),
-    ]
-    kind = next((label for attr, label in kinds if getattr(message, attr, None)), "that kind of message")
+    kind = next(
+        (label for attribute, label in texts.MEDIA_KINDS.items() if getattr(message, attribute, None)),
+        texts.OTHER_MEDIA_KIND,
+    )
     await _reply(update, texts.UNSUPPORTED_KIND.format(kind=kind))
 
 
 async def on_text(update: Update, context: Context) -> None:
-    state = _state(context)
-    if state.awaiting in ("mix_styles", "mix_weights"):
+    state = context.user_data
+    if state.awaiting == "mix_styles":
         if len(state.styles) < 2:
             await _reply(update, texts.MIX_NEED_MORE.format(count=len(state.styles)))
             return
@@ -218,33 +213,35 @@ async def on_text(update: Update, context: Context) -> None:
         except ValueError as exc:
             await _reply(update, html.escape(str(exc)))
             return
-        await _render_pending(context, update.effective_chat.id, update.effective_user.id, state, weights)
+        chat_id, user_id = update.effective_chat.id, update.effective_user.id
+        await _render_pending(context, chat_id, user_id, state, "weights", weights)
         return
     await _reply(update, texts.TEXT_WHEN_PICTURE_EXPECTED.format(next_step=texts.next_step(state.awaiting)))
 
 
 # ---------------------------------------------------------------------------- commands
-async def start(update: Update, context: Context) -> None:
+async def start_command(update: Update, context: Context) -> None:
     await _reply(update, texts.WELCOME)
 
 
 async def help_command(update: Update, context: Context) -> None:
-    state = _state(context)
+    state = context.user_data
     await _reply(
         update,
         texts.HELP.format(
-            alpha=texts.format_alpha(state.settings.alpha), max_mix=_services(context).settings.max_mix_styles
+            alpha=texts.format_alpha(state.options.alpha),
+            max_mix=context.bot_data.services.settings.max_mix_styles,
         ),
     )
 
 
-async def alpha(update: Update, context: Context) -> None:
-    state = _state(context)
+async def alpha_command(update: Update, context: Context) -> None:
+    state = context.user_data
     if not context.args:
         await _reply(
             update,
-            texts.ALPHA_NOW.format(alpha=texts.format_alpha(state.settings.alpha)),
-            reply_markup=alpha_keyboard(state.settings.alpha),
+            texts.ALPHA_NOW.format(alpha=texts.format_alpha(state.options.alpha)),
+            reply_markup=alpha_keyboard(state.options.alpha),
         )
         return
     try:
@@ -256,11 +253,11 @@ async def alpha(update: Update, context: Context) -> None:
 
 
 async def _set_alpha(update: Update, context: Context, value: float) -> None:
-    state = _state(context)
-    state.settings.alpha = value
+    state = context.user_data
+    state.options = replace(state.options, alpha=value)
     shown = texts.format_alpha(value)
     send = context.bot.send_message
-    if state.last is not None and abs(state.last.alpha - value) > 1e-9:
+    if state.last is not None and abs(state.last.options.alpha - value) > 1e-9:
         await send(
             update.effective_chat.id,
             texts.ALPHA_RERENDER.format(alpha=shown),
@@ -270,31 +267,32 @@ async def _set_alpha(update: Update, context: Context, value: float) -> None:
         await send(update.effective_chat.id, texts.ALPHA_SET.format(alpha=shown))
 
 
-async def mix(update: Update, context: Context) -> None:
-    state = _state(context)
-    max_mix = _services(context).settings.max_mix_styles
+async def mix_command(update: Update, context: Context) -> None:
+    state = context.user_data
+    max_mix = context.bot_data.services.settings.max_mix_styles
     if state.content is None and state.last is not None:
         state.content = state.last.content  # blend styles on the photo of the last result
     if state.content is None:
         state.mix_requested = True
         await _reply(update, texts.MIX_NEED_CONTENT)
         return
-    state.awaiting, state.styles = "mix_styles", []
+    state.advance("mix")
+    state.styles = []
     await _reply(update, texts.MIX_START.format(max_mix=max_mix))
 
 
-async def hq(update: Update, context: Context) -> None:
-    state = _state(context)
+async def hq_command(update: Update, context: Context) -> None:
+    state = context.user_data
     if state.awaiting == "content" and state.content is None and state.last is not None:
-        render = replace(state.last, hq=True)
+        render = _changed(state.last, hq=True)
         await start_render(context, update.effective_chat.id, update.effective_user.id, state, render)
         return
-    state.settings.hq_next = True
+    state.options = replace(state.options, hq=True)
     await _reply(update, texts.HQ_ARMED)
 
 
-async def cancel(update: Update, context: Context) -> None:
-    svc, state = _services(context), _state(context)
+async def cancel_command(update: Update, context: Context) -> None:
+    svc, state = context.bot_data.services, context.user_data
     job = svc.backend.active_job(update.effective_user.id)
     if job is not None:
         if job.options.hq:
@@ -302,35 +300,34 @@ async def cancel(update: Update, context: Context) -> None:
         else:
             await svc.backend.cancel(update.effective_user.id)
         return
-    if state.awaiting != "content" or state.content is not None or state.settings.hq_next:
+    if state.awaiting != "content" or state.content is not None or state.options.hq:
         state.reset()
-        state.settings.hq_next = False
+        state.options = replace(state.options, hq=False)
         await _reply(update, texts.CANCELLED_STEP.format(next_step=texts.next_step("content")))
         return
     await _reply(update, texts.NOTHING_TO_CANCEL.format(next_step=texts.next_step(state.awaiting)))
 
 
-async def reset(update: Update, context: Context) -> None:
-    _state(context).reset()
+async def reset_command(update: Update, context: Context) -> None:
+    context.user_data.reset()
     await _reply(update, texts.RESET_DONE)
 
 
-async def forget(update: Update, context: Context) -> None:
+async def forget_command(update: Update, context: Context) -> None:
     """Delete everything about the user: jobs (silently), pictures, results, state, flood record."""
-    svc = _services(context)
+    svc = context.bot_data.services
     user_id = update.effective_user.id
     await svc.backend.forget_user(user_id)
     await asyncio.to_thread(svc.files.forget_user, user_id)
     svc.flood.forget(user_id)
     svc.albums.pop(user_id, None)
-    context.user_data.clear()
     context.application.drop_user_data(user_id)
     await _reply(update, texts.FORGET_DONE)
 
 
-async def stats(update: Update, context: Context) -> None:
+async def stats_command(update: Update, context: Context) -> None:
     """Admins see the pool's load and health; for everyone else the command does not exist."""
-    svc = _services(context)
+    svc = context.bot_data.services
     if update.effective_user.id not in svc.settings.admin_ids:
         await unknown_command(update, context)
         return
@@ -339,17 +336,16 @@ async def stats(update: Update, context: Context) -> None:
 
 
 async def settings_command(update: Update, context: Context) -> None:
-    state = _state(context)
-    await _reply(update, _settings_text(state), reply_markup=settings_keyboard(state.settings))
+    state = context.user_data
+    await _reply(update, _settings_text(state.options), reply_markup=settings_keyboard(state.options))
 
 
-def _settings_text(state: UserState) -> str:
-    s = state.settings
+def _settings_text(options: RenderOptions) -> str:
     return texts.SETTINGS.format(
-        alpha=texts.format_alpha(s.alpha),
-        color=texts.COLOR_NAMES[s.preserve_color],
-        size=s.max_side,
-        hq="yes" if s.hq_next else "no",
+        alpha=texts.format_alpha(options.alpha),
+        color=texts.COLOR_NAMES[options.preserve_color],
+        size=options.max_side,
+        hq="yes" if options.hq else "no",
     )
 
 
@@ -371,6 +367,11 @@ async def on_button(update: Update, context: Context) -> None:
         await query.answer(texts.BUTTON_UNKNOWN, show_alert=True)
 
 
+def _changed(render: Render, **changes) -> Render:
+    """The same pictures rendered with some options changed."""
+    return replace(render, options=replace(render.options, **changes))
+
+
 def _choice(value: str, choices: tuple) -> float | int:
     """A button's number, accepted only if it is one our keyboards offer."""
     kind = type(choices[0])
@@ -384,7 +385,7 @@ def _choice(value: str, choices: tuple) -> float | int:
 
 
 async def _rerender_button(update: Update, context: Context, argument: str) -> None:
-    query, state = update.callback_query, _state(context)
+    query, state = update.callback_query, context.user_data
     action, _, job_id = argument.partition(":")
     if action == "file":
         await _send_result_file(update, context, job_id)
@@ -393,23 +394,29 @@ async def _rerender_button(update: Update, context: Context, argument: str) -> N
     if render is None:
         await query.answer(texts.RESULT_GONE, show_alert=True)
         return
+    made_with = render.options
     changes = {
-        "less": {"alpha": max(0.0, round(render.alpha - ALPHA_STEP, 3)), "hq": False},
-        "more": {"alpha": min(1.0, round(render.alpha + ALPHA_STEP, 3)), "hq": False},
-        "color": {"preserve_color": "none" if render.preserve_color != "none" else "luminance", "hq": False},
+        "less": {"alpha": max(0.0, round(made_with.alpha - ALPHA_STEP, 3)), "hq": False},
+        "more": {"alpha": min(1.0, round(made_with.alpha + ALPHA_STEP, 3)), "hq": False},
+        "color": {
+            "preserve_color": "none" if made_with.preserve_color != "none" else "luminance",
+            "hq": False,
+        },
         "hq": {"hq": True},
     }.get(action)
     if changes is None:
         raise ButtonError(action)
-    render = replace(render, **changes)
-    state.settings.alpha, state.settings.preserve_color = render.alpha, render.preserve_color
+    render = _changed(render, **changes)
+    state.options = replace(
+        state.options, alpha=render.options.alpha, preserve_color=render.options.preserve_color
+    )
     await query.answer()
     await start_render(context, update.effective_chat.id, update.effective_user.id, state, render)
 
 
 async def _send_result_file(update: Update, context: Context, job_id: str) -> None:
     query = update.callback_query
-    path = _services(context).files.result_path(update.effective_user.id, job_id)
+    path = context.bot_data.services.files.result_path(update.effective_user.id, job_id)
     if not path.exists():
         await query.answer(texts.FILE_GONE, show_alert=True)
         return
@@ -419,13 +426,13 @@ async def _send_result_file(update: Update, context: Context, job_id: str) -> No
 
 
 async def _alpha_button(update: Update, context: Context, argument: str) -> None:
-    query, state = update.callback_query, _state(context)
+    query, state = update.callback_query, context.user_data
     if argument == "rerender":
         await query.answer()
         if state.last is None:
             await context.bot.send_message(update.effective_chat.id, texts.NOTHING_TO_RERENDER)
             return
-        render = replace(state.last, alpha=state.settings.alpha, hq=False)
+        render = _changed(state.last, alpha=state.options.alpha, hq=False)
         await start_render(context, update.effective_chat.id, update.effective_user.id, state, render)
         return
     value = _choice(argument, ALPHA_CHOICES)
@@ -434,16 +441,16 @@ async def _alpha_button(update: Update, context: Context, argument: str) -> None
 
 
 async def _mix_button(update: Update, context: Context, argument: str) -> None:
-    query, state = update.callback_query, _state(context)
-    if state.awaiting not in ("mix_styles", "mix_weights") or len(state.styles) < 2:
+    query, state = update.callback_query, context.user_data
+    if state.awaiting != "mix_styles" or len(state.styles) < 2:
         await query.answer(texts.MIX_NEED_MORE.format(count=len(state.styles)), show_alert=True)
         return
     await query.answer()
-    await _render_pending(context, update.effective_chat.id, update.effective_user.id, state, None)
+    await _render_pending(context, update.effective_chat.id, update.effective_user.id, state, "weights", None)
 
 
 async def _cancel_button(update: Update, context: Context, argument: str) -> None:
-    query, backend = update.callback_query, _services(context).backend
+    query, backend = update.callback_query, context.bot_data.services.backend
     choice, _, job_id = argument.partition(":")
     if choice not in ("keep", "drop"):
         raise ButtonError(choice)
@@ -456,7 +463,7 @@ async def _cancel_button(update: Update, context: Context, argument: str) -> Non
 
 
 async def _retry_button(update: Update, context: Context, argument: str) -> None:
-    query, state = update.callback_query, _state(context)
+    query, state = update.callback_query, context.user_data
     await query.answer()
     render, state.refused = state.refused, None
     if render is None:
@@ -466,23 +473,23 @@ async def _retry_button(update: Update, context: Context, argument: str) -> None
 
 
 async def _settings_button(update: Update, context: Context, argument: str) -> None:
-    query, state = update.callback_query, _state(context)
+    query, state = update.callback_query, context.user_data
     setting, _, value = argument.partition(":")
-    user_settings = state.settings
+    options = state.options
     if setting == "alpha":
-        user_settings.alpha = _choice(value, ALPHA_CHOICES)
-    elif setting == "color" and value in texts.COLOR_NAMES:
-        user_settings.preserve_color = value
+        options = replace(options, alpha=_choice(value, ALPHA_CHOICES))
+    elif setting == "color" and value in PRESERVE_COLOR_CHOICES:
+        options = replace(options, preserve_color=value)
     elif setting == "size":
-        user_settings.max_side = min(
-            _choice(value, SIZE_CHOICES), _services(context).settings.output_max_side
-        )
+        size = min(_choice(value, SIZE_CHOICES), context.bot_data.services.settings.output_max_side)
+        options = replace(options, max_side=size)
     elif setting == "hq" and value == "toggle":
-        user_settings.hq_next = not user_settings.hq_next
+        options = replace(options, hq=not options.hq)
     else:
         raise ButtonError(argument)
+    state.options = options
     await query.answer(texts.SETTING_SAVED)
-    await query.edit_message_text(_settings_text(state), reply_markup=settings_keyboard(user_settings))
+    await query.edit_message_text(_settings_text(options), reply_markup=settings_keyboard(options))
 
 
 BUTTONS = {

@@ -17,10 +17,9 @@ from bot.retries import with_retries
 from bot.services import Services
 from bot.state import ImageRef
 from nst_core.errors import ImageError
-from nst_core.images import ImageLimits, inspect_image, megabytes
+from nst_core.images import IMAGE_SUFFIXES, ImageLimits, inspect_image, megabytes
 
 logger = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".jfif"}
 
 
 class IntakeError(Exception):
@@ -45,7 +44,7 @@ def describe(message: Message, max_bytes: int) -> Incoming:
         document = message.document
         name = document.file_name or "file"
         mime = document.mime_type or "unknown type"
-        looks_like_image = mime.startswith("image/") or PurePath(name).suffix.lower() in IMAGE_EXTENSIONS
+        looks_like_image = mime.startswith("image/") or PurePath(name).suffix.lower() in IMAGE_SUFFIXES
         if not looks_like_image:
             raise IntakeError(
                 texts.NOT_AN_IMAGE_DOCUMENT.format(name=html.escape(name), mime=html.escape(mime))
@@ -101,6 +100,6 @@ async def receive_picture(message: Message, bot: Bot, services: Services) -> Ima
             width, height = await asyncio.to_thread(_inspect_file, path, limits)
         except ImageError as exc:
             path.unlink(missing_ok=True)
-            raise IntakeError(texts.BAD_IMAGE.format(reason=html.escape(str(exc)))) from exc
+            raise IntakeError(texts.failure("bad_picture", str(exc))) from exc
     ref = incoming.ref
     return ImageRef(ref.file_id, ref.unique_id, width, height)

@@ -16,9 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from bot.messages import Failure
+from nst_core.control import StopReason
 from nst_core.options import RenderOptions
 
 EventKind = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
+Refusal = Literal["busy", "queue_full", "shutting_down", "painter_down"]
 RECORD_VERSION = 1
 
 
@@ -74,13 +77,15 @@ class JobEvent:
     fraction: float = 0.0  # progress: share of the work done
     image: Path | None = None  # done / cancelled-with-result: the PNG file
     size: tuple[int, int] | None = None
-    message: str = ""  # failed: a sentence for the user
+    stopped: StopReason = "done"  # done: finished, or stopped by the time budget with its best image
+    failure: Failure = "generic"  # failed: why (worded by ``texts.failure``)
+    detail: str = ""  # failed: the engine's sentence about a bad picture or request
 
     def outcome_record(self) -> str:
         """A final event without its job, for the journal (so a restart can deliver it)."""
         return json.dumps(
             {"kind": self.kind, "image": str(self.image) if self.image else None, "size": self.size,
-             "message": self.message}
+             "stopped": self.stopped, "failure": self.failure, "detail": self.detail}
         )  # fmt: skip
 
     @classmethod
@@ -88,7 +93,10 @@ class JobEvent:
         data = json.loads(text)
         size = tuple(data["size"]) if data["size"] else None
         image = Path(data["image"]) if data["image"] else None
-        return cls(data["kind"], job, image=image, size=size, message=data["message"])
+        return cls(
+            data["kind"], job, image=image, size=size, stopped=data.get("stopped", "done"),
+            failure=data.get("failure", "generic"), detail=data.get("detail", ""),
+        )  # fmt: skip
 
 
 EventSink = Callable[[JobEvent], Awaitable[None]]
@@ -108,15 +116,12 @@ class BackendStats:
 
 
 class BackendError(Exception):
-    """A job was refused; ``str(exc)`` is a sentence for the user."""
+    """A job was refused, and why (worded by ``texts.refusal``)."""
 
-
-class QueueFull(BackendError):
-    pass
-
-
-class AlreadyBusy(BackendError):
-    pass
+    def __init__(self, refusal: Refusal, waiting: int = 0) -> None:
+        super().__init__(refusal)
+        self.refusal = refusal
+        self.waiting = waiting  # queue_full: how many jobs wait
 
 
 class JobBackend(Protocol):

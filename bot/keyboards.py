@@ -5,12 +5,11 @@ from __future__ import annotations
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Markup
 
-from bot.state import UserSettings
-from bot.texts import format_alpha
+from bot.texts import COLOR_BUTTONS, format_alpha
+from nst_core.options import PRESERVE_COLOR_CHOICES, RenderOptions
 
 ALPHA_CHOICES = (0.25, 0.5, 0.75, 1.0)
 SIZE_CHOICES = (512, 768, 1024)
-COLOR_CHOICES = (("none", "Style colours"), ("luminance", "Keep colours"), ("histogram", "Match colours"))
 
 
 def result_keyboard(job_id: str, preserve_color: str, hq: bool) -> Markup:
@@ -53,15 +52,15 @@ def retry_keyboard() -> Markup:
     return Markup([[Button("🔁 Try again", callback_data="retry:")]])
 
 
-def settings_keyboard(settings: UserSettings) -> Markup:
+def settings_keyboard(settings: RenderOptions) -> Markup:
     def mark(selected: bool, label: str) -> str:
         return f"• {label}" if selected else label
 
     return Markup([
         [Button(mark(abs(a - settings.alpha) < 1e-6, f"α {format_alpha(a)}"), callback_data=f"set:alpha:{a}")
          for a in ALPHA_CHOICES],
-        [Button(mark(settings.preserve_color == m, label), callback_data=f"set:color:{m}")
-         for m, label in COLOR_CHOICES],
+        [Button(mark(settings.preserve_color == m, COLOR_BUTTONS[m]), callback_data=f"set:color:{m}")
+         for m in PRESERVE_COLOR_CHOICES],
         [Button(mark(settings.max_side == s, f"{s}px"), callback_data=f"set:size:{s}") for s in SIZE_CHOICES],
-        [Button(("✅ " if settings.hq_next else "") + "HQ for next picture", callback_data="set:hq:toggle")],
+        [Button(("✅ " if settings.hq else "") + "HQ for next picture", callback_data="set:hq:toggle")],
     ])  # fmt: skip

@@ -12,11 +12,11 @@ import time
 
 from telegram.ext import BasePersistence, PersistenceInput
 
-from bot.state import STATE_KEY, UserState, get_state
+from bot.state import UserState
 from bot.storage import Database
 
 
-class SQLitePersistence(BasePersistence[dict, dict, dict]):
+class SQLitePersistence(BasePersistence[UserState, dict, dict]):
     def __init__(self, database: Database, update_interval: float = 5.0) -> None:
         super().__init__(
             store_data=PersistenceInput(bot_data=False, chat_data=False, user_data=True, callback_data=False),
@@ -24,12 +24,12 @@ class SQLitePersistence(BasePersistence[dict, dict, dict]):
         )
         self.database = database
 
-    async def get_user_data(self) -> dict[int, dict]:
+    async def get_user_data(self) -> dict[int, UserState]:
         rows = await self.database.run(lambda db: db.execute("SELECT user_id, state FROM users").fetchall())
-        return {user_id: {STATE_KEY: UserState.from_json(state)} for user_id, state in rows}
+        return {user_id: UserState.from_json(state) for user_id, state in rows}
 
-    async def update_user_data(self, user_id: int, data: dict) -> None:
-        state = get_state(data).to_json()
+    async def update_user_data(self, user_id: int, data: UserState) -> None:
+        state = data.to_json()
         await self.database.run(
             lambda db: db.execute(
                 "INSERT INTO users (user_id, state, updated) VALUES (?, ?, ?) "
@@ -41,7 +41,7 @@ class SQLitePersistence(BasePersistence[dict, dict, dict]):
     async def drop_user_data(self, user_id: int) -> None:
         await self.database.run(lambda db: db.execute("DELETE FROM users WHERE user_id = ?", (user_id,)))
 
-    async def refresh_user_data(self, user_id: int, user_data: dict) -> None:
+    async def refresh_user_data(self, user_id: int, user_data: UserState) -> None:
         """Nothing to do: this process is the only writer."""
 
     async def flush(self) -> None:

@@ -20,16 +20,17 @@ import logging
 import multiprocessing
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 
-from bot import texts
 from bot.config import Settings
 from bot.files import FileStore
-from bot.jobs import AlreadyBusy, BackendStats, EventSink, JobEvent, NotifierFactory, QueueFull, RenderJob
+from bot.jobs import BackendError, BackendStats, EventSink, JobEvent, NotifierFactory, RenderJob
 from bot.journal import JobJournal
+from bot.messages import Advanced, Cancel, Exited, Failed, Failure, Finished, Ready, Started, WorkerMessage
 from bot.storage import Database
 from bot.worker import worker_main
+from nst_core.cpu import usable_cpu_cores
 
 logger = logging.getLogger(__name__)
 WORKER_START_TIMEOUT_S = 180.0
@@ -86,13 +87,13 @@ class EmbeddedPool:
 
     async def submit(self, job: RenderJob) -> int:
         if self._closing:
-            raise QueueFull(texts.SHUTTING_DOWN)
+            raise BackendError("shutting_down")
         if len(self._down) == self.settings.workers_per_device:
-            raise QueueFull(texts.PAINTER_DOWN)
+            raise BackendError("painter_down")
         if self.active_job(job.user_id) is not None or job.user_id in self._submitting:
-            raise AlreadyBusy(texts.BUSY)
+            raise BackendError("busy")
         if len(self._pending) >= self.settings.queue_limit:
-            raise QueueFull(texts.QUEUE_FULL.format(waiting=len(self._pending)))
+            raise BackendError("queue_full", waiting=len(self._pending))
         self._submitting.add(job.user_id)
         try:
             await self._journal.add(job)
@@ -214,12 +215,12 @@ class EmbeddedPool:
             worker = self._workers.get(slot)
             if running is job and worker is not None:
                 with contextlib.suppress(OSError):
-                    worker.control.send(("cancel", job.job_id, keep_partial))
+                    worker.control.send(Cancel(job.job_id, keep_partial))
 
-    async def _fail_pending(self, message: str) -> None:
+    async def _fail_pending(self, failure: Failure) -> None:
         while self._pending:
             job = self._pending.popleft()
-            await self._finish(job, JobEvent("failed", job, message=message))
+            await self._finish(job, JobEvent("failed", job, failure=failure))
 
     # ------------------------------------------------------------------ workers
     async def _spawn(self, slot: int) -> None:
@@ -234,7 +235,8 @@ class EmbeddedPool:
             "vgg": str(self.settings.vgg_path) if self.settings.vgg_path else None,
             "max_bytes": self.settings.max_download_bytes,
             "max_pixels": self.settings.max_pixels,
-            "threads": max(1, self.settings.cpu_cores // self.settings.workers_per_device),
+            "threads": max(1, usable_cpu_cores() // self.settings.workers_per_device),
+            "progress_interval_s": self.settings.progress_edit_interval_s,
         }
         process = context.Process(
             target=worker_main, args=(jobs_out, control_out, events_in, config),
@@ -247,7 +249,7 @@ class EmbeddedPool:
         asyncio.get_running_loop().add_reader(events_out.fileno(), self._read_events, worker)
         self._workers[slot] = worker
         message = await self._receive(worker, WORKER_START_TIMEOUT_S)
-        if message is None or message[0] != "ready":
+        if not isinstance(message, Ready):
             self._kill(slot)
             raise RuntimeError(f"inference worker {slot} failed to start: {message}")
         logger.info("worker %d ready (pid %s)", slot, process.pid)
@@ -259,10 +261,10 @@ class EmbeddedPool:
             asyncio.get_running_loop().remove_reader(worker.events.fileno())
             worker.exited = True
             self._job_available.set()  # an idle slot notices its worker is gone
-            message = ("exited",)
+            message = Exited()
         worker.inbox.put_nowait(message)
 
-    async def _receive(self, worker: _Worker, timeout: float) -> tuple | None:
+    async def _receive(self, worker: _Worker, timeout: float) -> WorkerMessage | None:
         try:
             return await asyncio.wait_for(worker.inbox.get(), timeout)
         except TimeoutError:
@@ -293,7 +295,7 @@ class EmbeddedPool:
         self._down.add(slot)
         if len(self._down) == self.settings.workers_per_device:
             logger.critical("no inference worker can be started; refusing jobs until one can")
-            await self._fail_pending(texts.PAINTER_DOWN)
+            await self._fail_pending("painter_down")
         await asyncio.sleep(DOWN_RETRY_S)
 
     # ------------------------------------------------------------------ running jobs
@@ -322,7 +324,7 @@ class EmbeddedPool:
                 raise  # stop(): the job stays "running" in the journal and is resumed next start
             except Exception:
                 logger.exception("slot %d failed running job %s", slot, job.job_id)
-                outcome, worker_lost = JobEvent("failed", job, message=texts.CRASHED), True
+                outcome, worker_lost = JobEvent("failed", job, failure="crashed"), True
             del self._running[slot]
             if outcome is None:  # the worker vanished before it started the job: run it again
                 self._pending.appendleft(job)
@@ -344,36 +346,35 @@ class EmbeddedPool:
             return self._lost_before_start(job), True
         while True:
             message = await self._receive(worker, max(0.0, deadline - time.monotonic()))
-            if message is None:
-                logger.error("job %s overran its deadline; killing its worker", job.job_id)
-                return JobEvent("failed", job, message=texts.TIMED_OUT), True
-            kind = message[0]
-            if kind == "exited":
-                logger.error("worker died during job %s", job.job_id)
-                if not started:
-                    return self._lost_before_start(job), True
-                return JobEvent("failed", job, message=texts.CRASHED), True
-            if kind == "started":
-                started = True
-                await self._journal.update(job, "running")
-                await self._emit(JobEvent("started", job))
-            elif kind == "progress":
-                await self._emit(JobEvent("progress", job, fraction=message[2]))
-            elif kind == "done":
-                elapsed = time.monotonic() - started_at
-                self._durations[job.kind] = 0.7 * self._durations[job.kind] + 0.3 * elapsed
-                return JobEvent("done", job, image=job.result_path, size=tuple(message[2])), False
-            elif kind == "cancelled":
-                kept, size = message[2], message[3]
-                image = job.result_path if kept else None
-                return JobEvent("cancelled", job, image=image, size=tuple(size) if kept else None), False
-            elif kind == "failed":
-                return JobEvent("failed", job, message=message[2]), False
+            match message:
+                case None:
+                    logger.error("job %s overran its deadline; killing its worker", job.job_id)
+                    return JobEvent("failed", job, failure="timed_out"), True
+                case Exited():
+                    logger.error("worker died during job %s", job.job_id)
+                    if not started:
+                        return self._lost_before_start(job), True
+                    return JobEvent("failed", job, failure="crashed"), True
+                case Started():
+                    started = True
+                    await self._journal.update(job, "running")
+                    await self._emit(JobEvent("started", job))
+                case Advanced(fraction=fraction):
+                    await self._emit(JobEvent("progress", job, fraction=fraction))
+                case Finished(stopped="cancelled", size=size):
+                    image = job.result_path if size else None
+                    return JobEvent("cancelled", job, image=image, size=size), False
+                case Finished(stopped=stopped, size=size):
+                    elapsed = time.monotonic() - started_at
+                    self._durations[job.kind] = 0.7 * self._durations[job.kind] + 0.3 * elapsed
+                    return JobEvent("done", job, image=job.result_path, size=size, stopped=stopped), False
+                case Failed(failure=failure, detail=detail):
+                    return JobEvent("failed", job, failure=failure, detail=detail), False
 
     def _lost_before_start(self, job: RenderJob) -> JobEvent | None:
         attempts = job.meta.get("attempts", 1)
         if attempts >= MAX_ATTEMPTS:
-            return JobEvent("failed", job, message=texts.CRASHED)
+            return JobEvent("failed", job, failure="crashed")
         job.meta["attempts"] = attempts + 1
         return None
 
@@ -384,8 +385,8 @@ class EmbeddedPool:
             return
         keep = self._cancels.pop(job.job_id, None)
         if keep is not None and outcome.kind == "done":  # cancelled while it was finishing
-            outcome = JobEvent("cancelled", job, image=outcome.image if keep else None,
-                               size=outcome.size if keep else None)  # fmt: skip
+            outcome = replace(outcome, kind="cancelled", image=outcome.image if keep else None,
+                              size=outcome.size if keep else None)  # fmt: skip
         if outcome.kind in self._finished:
             self._finished[outcome.kind] += 1
         await self._journal.update(job, "delivering", outcome)

@@ -1,4 +1,8 @@
-"""Process-wide helpers the handlers share (kept in ``bot_data``, which is never persisted)."""
+"""Process-wide helpers the handlers share, and the typed context every handler receives.
+
+``context.user_data`` is the user's ``UserState``; ``context.bot_data.services`` holds the helpers
+(``bot_data`` is never persisted).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from telegram.ext import CallbackContext, ContextTypes, ExtBot
+
 from bot.config import Settings
 from bot.files import FileStore
 from bot.jobs import JobBackend
-from bot.state import ImageRef
-
-SERVICES_KEY = "services"
+from bot.state import ImageRef, UserState
 
 
 @dataclass
@@ -69,5 +73,11 @@ class Services:
         self.strangers = FloodGuard(1, self.settings.flood_window_s)
 
 
-def services(bot_data: dict) -> Services:
-    return bot_data[SERVICES_KEY]
+class BotData:
+    """PTB's ``bot_data``: PTB makes it empty; ``build_application`` sets ``services`` before any update."""
+
+    services: Services
+
+
+Context = CallbackContext[ExtBot, UserState, dict, BotData]
+CONTEXT_TYPES = ContextTypes(user_data=UserState, bot_data=BotData)

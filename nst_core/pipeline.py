@@ -14,11 +14,12 @@ from PIL import Image
 
 from nst_core.adain import Stylizer
 from nst_core.color import color_inputs, color_output, luminance_as_rgb
-from nst_core.control import CancelToken
+from nst_core.control import CancelToken, ProgressCallback, Rendered, StopReason
 from nst_core.device import bf16_is_fast
-from nst_core.gatys import GatysConfig, GatysOptimizer, ProgressCallback
+from nst_core.errors import ModelFileError
+from nst_core.gatys import GatysConfig, GatysOptimizer
 from nst_core.images import fit_max_side
-from nst_core.options import RenderOptions
+from nst_core.options import DEFAULT_OPTIONS, RenderOptions
 from nst_core.tensors import to_pil, to_tensor
 
 
@@ -39,41 +40,42 @@ class Engine:
         self,
         content: Image.Image,
         styles: Sequence[Image.Image],
-        options: RenderOptions | None = None,
+        options: RenderOptions = DEFAULT_OPTIONS,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
-    ) -> Image.Image:
-        """Stylize ``content`` (downscaled to ``options.max_side``) and return the result."""
-        if not styles:
-            raise ValueError("at least one style image is required")
-        options = (options or RenderOptions()).validated(len(styles))
+    ) -> Rendered:
+        """Stylize ``content`` (downscaled to ``options.max_side``); ``options`` is trusted as built."""
         content_t = to_tensor(fit_max_side(content, options.max_side))
         styles_t = [to_tensor(fit_max_side(style, options.max_side)) for style in styles]
         if not options.hq:
-            fast = self.stylizer.stylize(
-                content_t, styles_t, options.weights, options.alpha, options.preserve_color
-            )
-            return to_pil(fast)
-        return to_pil(self._render_hq(content_t, styles_t, options, progress, cancel))
+            return Rendered(to_pil(self.stylizer.stylize(content_t, styles_t, options)))
+        image, stopped = self._render_hq(content_t, styles_t, options, progress, cancel)
+        return Rendered(to_pil(image), stopped)
 
-    def _render_hq(self, content, styles, options: RenderOptions, progress, cancel) -> torch.Tensor:
+    def _render_hq(
+        self,
+        content: torch.Tensor,
+        styles: list[torch.Tensor],
+        options: RenderOptions,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> tuple[torch.Tensor, StopReason]:
+        weights = options.weights_for(len(styles))
         init = None
         if options.hq_init == "adain":
             if not self.stylizer.decoder_trained:
-                raise ValueError("HQ init 'adain' needs a trained decoder; none is installed")
-            init = self.stylizer.stylize(
-                content, styles, options.weights, options.alpha, options.preserve_color
-            )
+                raise ModelFileError("HQ init 'adain' needs a trained decoder; none is installed")
+            # Full style: alpha acts through the objective below, once.
+            init = self.stylizer.stylize(content, styles, replace(options, alpha=1.0))
         network_content, network_styles = color_inputs(content, styles, options.preserve_color)
         if init is not None and options.preserve_color == "luminance":
             init = luminance_as_rgb(init)
-        # alpha trades content against style in HQ mode too: it scales the style term (alpha²).
         config = replace(
             self.gatys_config,
             time_budget_s=options.time_budget_s,
             steps=options.steps or self.gatys_config.steps,
-            style_weight=self.gatys_config.style_weight * options.alpha**2,
+            style_weight=self.gatys_config.style_weight * options.alpha,
         )
         optimizer = GatysOptimizer(self.stylizer.encoder, config)
-        result = optimizer.run(network_content, network_styles, options.weights, init, progress, cancel)
-        return color_output(result.image, content, options.preserve_color)
+        result = optimizer.run(network_content, network_styles, weights, init, progress, cancel)
+        return color_output(result.image, content, options.preserve_color), result.stopped

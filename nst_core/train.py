@@ -1,17 +1,10 @@
 """Train the AdaIN decoder (Huang & Belongie 2017, sec. 6), readable top to bottom.
 
-    nst train --out runs/decoder                  # start
-    nst train --out runs/decoder --resume         # continue from runs/decoder/ckpt.pt
+    nst train --content-dir PHOTOS --style-dir ART --out runs/decoder            # start
+    nst train --content-dir PHOTOS --style-dir ART --out runs/decoder --resume   # continue from ckpt.pt
 
-Loss: L = L_c + λ·L_s. L_c compares relu4_1 of the output with the AdaIN target t; L_s matches
-channel means and stds of the output and the style at relu1_1, relu2_1, relu3_1, relu4_1.
-
-Our VGG is the raw Caffe VGG-19, whose activations grow with depth (mean relu1_1 ≈ 21, relu2_1 ≈
-120, relu3_1 ≈ 120, relu4_1 ≈ 480 on our data), unlike the "normalised" VGG the authors used
-(each filter's mean activation rescaled to 1). So every layer's features are divided by
-LAYER_SCALE before the losses: this gives the four style layers equal say, as in the paper, and
-lets λ = 10 keep the paper's meaning. Without it relu4_1 would outweigh relu1_1 ~500-fold and the
-decoder would ignore fine brush texture.
+Loss: L = L_c + λ·L_s (``nst_core.losses``: the AdaIN content loss at relu4_1 against the AdaIN target,
+and channel means and stds at relu1_1…relu4_1, on a per-layer normalised scale).
 
 Identity samples: the last ``--identity-samples`` of every batch are photos stylized with
 themselves, whose AdaIN target is their own relu4_1, with a pixel loss on the output (as in SANet's
@@ -39,16 +32,21 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from nst_core.adain import StyleStats, adain, feature_stats
+from nst_core.adain import ENCODER_LAYER, StyleStats
 from nst_core.decoder import Decoder, save_decoder
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
+from nst_core.images import IMAGE_SUFFIXES
+from nst_core.losses import (
+    ADAIN_STYLE_LAYERS,
+    adain_content_loss,
+    adain_style_loss,
+    adain_target,
+    normalized_stats,
+)
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-LAYER_SCALE = {"relu1_1": 21.0, "relu2_1": 120.0, "relu3_1": 120.0, "relu4_1": 480.0}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-REPO = Path(__file__).resolve().parent.parent
+LOG_COLUMNS = ["step", "split", "content", "style", "total", "lr", "images_seen", "wall"]
 
 
 # ----------------------------------------------------------------------------- data
@@ -88,11 +86,6 @@ def center_crops(files: list[Path], crop: int) -> torch.Tensor:
     return torch.stack(tensors)
 
 
-def normalized_stats(features: dict[str, torch.Tensor]) -> dict[str, StyleStats]:
-    """Channel mean/std of each style layer, on the LAYER_SCALE-normalised scale."""
-    return {layer: feature_stats(features[layer].float() / LAYER_SCALE[layer]) for layer in STYLE_LAYERS}
-
-
 @torch.no_grad()
 def build_bank(
     files: list[Path], crop: int, per_image: int, encoder, keep_features: bool, seed: int, amp: bool
@@ -109,9 +102,9 @@ def build_bank(
     parts: dict[str, list[torch.Tensor]] = {}
     for batch in pixels.split(16):
         with torch.autocast(encoder.bgr_mean.device.type, dtype=torch.bfloat16, enabled=amp):
-            features = encoder(batch.float().div(255).to(encoder.bgr_mean.device), STYLE_LAYERS)
+            features = encoder(batch.float().div(255).to(encoder.bgr_mean.device), ADAIN_STYLE_LAYERS)
         if keep_features:
-            parts.setdefault("relu4_1", []).append(features["relu4_1"].to("cpu", torch.bfloat16))
+            parts.setdefault(ENCODER_LAYER, []).append(features[ENCODER_LAYER].to("cpu", torch.bfloat16))
         for layer, stats in normalized_stats(features).items():
             parts.setdefault(f"mean/{layer}", []).append(stats.mean.cpu())
             parts.setdefault(f"std/{layer}", []).append(stats.std.cpu())
@@ -145,38 +138,18 @@ def batch_style(styles, style_index, contents, identity_index, device) -> dict[s
             torch.cat([art[layer].mean, own[layer].mean]).to(device),
             torch.cat([art[layer].std, own[layer].std]).to(device),
         )
-        for layer in STYLE_LAYERS
+        for layer in ADAIN_STYLE_LAYERS
     }
 
 
 def bank_stats(bank: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, StyleStats]:
     return {
-        layer: StyleStats(bank[f"mean/{layer}"][index], bank[f"std/{layer}"][index]) for layer in STYLE_LAYERS
+        layer: StyleStats(bank[f"mean/{layer}"][index], bank[f"std/{layer}"][index])
+        for layer in ADAIN_STYLE_LAYERS
     }
 
 
 # ----------------------------------------------------------------------------- loss
-def content_loss(output_relu4_1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_c: relu4_1 of the output against the AdaIN target, both on the normalised scale."""
-    scale = LAYER_SCALE["relu4_1"]
-    return F.mse_loss(output_relu4_1 / scale, target / scale)
-
-
-def style_loss(output_features: dict[str, torch.Tensor], style: dict[str, StyleStats]) -> torch.Tensor:
-    """L_s: channel means and stds of output and style at relu1_1…relu4_1, each layer normalised."""
-    output = normalized_stats(output_features)
-    return sum(
-        F.mse_loss(output[layer].mean, style[layer].mean) + F.mse_loss(output[layer].std, style[layer].std)
-        for layer in STYLE_LAYERS
-    )  # type: ignore[return-value]
-
-
-def adain_target(content_features: torch.Tensor, style: dict[str, StyleStats]) -> torch.Tensor:
-    """AdaIN target t from normalised style stats (scaled back to relu4_1's own range)."""
-    scale = LAYER_SCALE["relu4_1"]
-    return adain(content_features, StyleStats(style["relu4_1"].mean * scale, style["relu4_1"].std * scale))
-
-
 def compute_losses(
     encoder, decoder, content_features, content_pixels, style: dict[str, StyleStats] | None, identity: int
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -195,11 +168,11 @@ def compute_losses(
         styled_target = adain_target(content_features[:styled], slice_stats(style, slice(0, styled)))
         target = torch.cat([styled_target, content_features[styled:]])
     output = decoder(target)
-    output_features = {k: v.float() for k, v in encoder(output, STYLE_LAYERS).items()}
+    output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
     zero = output.new_zeros((), dtype=torch.float32)
     losses = {
-        "content": content_loss(output_features["relu4_1"], target),
-        "style": style_loss(output_features, style) if style is not None else zero,
+        "content": adain_content_loss(output_features[ENCODER_LAYER], target),
+        "style": adain_style_loss(output_features, style) if style is not None else zero,
         "pixel": F.mse_loss(output[styled:].float(), content_pixels[styled:]) if identity else zero,
     }
     return losses, output
@@ -263,8 +236,8 @@ def write_plot(log_path: Path, out_path: Path) -> None:
 def validate(encoder, decoder, val_content, val_style, style_weight: float):
     """The full objective (style phase) on the fixed validation pairs, and a content/style/result grid."""
     decoder.eval()
-    style = normalized_stats(encoder(val_style, STYLE_LAYERS))
-    content_features = encoder(val_content)["relu4_1"]
+    style = normalized_stats(encoder(val_style, ADAIN_STYLE_LAYERS))
+    content_features = encoder(val_content)[ENCODER_LAYER]
     losses, styled = compute_losses(encoder, decoder, content_features, val_content, style, identity=0)
     decoder.train()
     grid = torch.cat([val_content, val_style, styled.clamp(0, 1)], dim=2)  # rows: content / style / result
@@ -275,11 +248,10 @@ def validate(encoder, decoder, val_content, val_style, style_weight: float):
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    data = REPO.parent / "shared" / "datasets"
     p = argparse.ArgumentParser(prog="nst train", description="Train the AdaIN decoder.")
-    p.add_argument("--content-dir", type=Path, default=data / "content")
-    p.add_argument("--style-dir", type=Path, default=data / "style")
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "decoder")
+    p.add_argument("--content-dir", type=Path, required=True, help="photos (a fixed 3%% is held out)")
+    p.add_argument("--style-dir", type=Path, required=True, help="artworks (a fixed 3%% is held out)")
+    p.add_argument("--out", type=Path, default=Path("runs") / "decoder")
     p.add_argument(
         "--export", type=Path, default=None, help="also write the fp16 decoder here at each checkpoint"
     )
@@ -316,10 +288,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def learning_rate(args: argparse.Namespace, step: int) -> float:
+    """The one schedule: inverse decay, as in the reference implementation (lr0 / (1 + decay·step))."""
+    return args.lr / (1.0 + args.lr_decay * step)
+
+
+def validation_batch(folder: Path, args: argparse.Namespace, device: torch.device) -> torch.Tensor:
+    files = list_images(folder, validation=True) or list_images(folder, validation=False)  # tiny folders
+    return center_crops(files[: args.val_size], args.val_crop).to(device)
+
+
+def save_grid(grid: torch.Tensor, path: Path) -> None:
+    Image.fromarray((grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)).save(path)
+
+
 def train(args: argparse.Namespace) -> int:
     """Run until ``args.steps``, ``args.max_minutes`` or a signal; returns the step reached."""
     from tqdm import tqdm
 
+    # ------------------------------------------------------------------ setup
     device = resolve_device(args.device)
     use_all_cpu_cores() if args.threads == 0 else torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -339,19 +326,11 @@ def train(args: argparse.Namespace) -> int:
     if args.resume and ckpt_path.exists():
         step, images_seen = load_checkpoint(ckpt_path, decoder, optimizer)
         print(f"resumed from {ckpt_path} at step {step}")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 / (1.0 + args.lr_decay * s))
-    scheduler.last_epoch = step
-    for group in optimizer.param_groups:
-        group["lr"] = args.lr / (1.0 + args.lr_decay * step)
 
     contents = load_or_build_bank(args.content_dir, args.out, args, encoder, keep_features=True, amp=amp)
     styles = load_or_build_bank(args.style_dir, args.out, args, encoder, keep_features=False, amp=amp)
-
-    def validation_batch(folder: Path) -> torch.Tensor:
-        files = list_images(folder, validation=True) or list_images(folder, validation=False)  # tiny folders
-        return center_crops(files[: args.val_size], args.val_crop).to(device)
-
-    val_content, val_style = validation_batch(args.content_dir), validation_batch(args.style_dir)
+    val_content = validation_batch(args.content_dir, args, device)
+    val_style = validation_batch(args.style_dir, args, device)
 
     stop = {"flag": False}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -360,46 +339,47 @@ def train(args: argparse.Namespace) -> int:
     log = log_path.open("a", newline="")
     writer = csv.writer(log)
     if new_log:
-        writer.writerow(["step", "split", "content", "style", "total", "lr", "images_seen", "wall"])
-
-    def write_row(split: str, content: float, style: float, total: float) -> None:
-        writer.writerow(
-            [step, split, content, style, total, optimizer.param_groups[0]["lr"], images_seen, time.time()]
-        )
-
-    def checkpoint() -> None:
-        metrics, grid = validate(encoder, decoder, val_content, val_style, args.style_weight)
-        write_row("val", metrics["content"], metrics["style"], metrics["total"])
-        log.flush()
-        save_checkpoint(ckpt_path, decoder, optimizer, step, images_seen)
-        Image.fromarray((grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)).save(
-            args.out / "val_grid.png"
-        )
-        write_plot(log_path, args.out / "loss.png")
-        if args.export:
-            save_decoder(decoder, args.export)
-        bar.write(f"step {step}: val content {metrics['content']:.4f} style {metrics['style']:.4f}")
-
+        writer.writerow(LOG_COLUMNS)
     interactive = sys.stderr.isatty()
     bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True, mininterval=0.1 if interactive else 60)
+
+    # ------------------------------------------------------------------ loop
     started = last_checkpoint = tick = time.monotonic()
-    while step < args.steps and not stop["flag"]:
-        if args.max_minutes and time.monotonic() - started > args.max_minutes * 60:
+    while True:
+        lr = learning_rate(args, step)
+        out_of_time = args.max_minutes and time.monotonic() - started > args.max_minutes * 60
+        finished = step >= args.steps or stop["flag"] or out_of_time
+        due = time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60 or step == args.pretrain_steps
+        if finished or (due and step > 0):  # validate, log, checkpoint
+            metrics, grid = validate(encoder, decoder, val_content, val_style, args.style_weight)
+            writer.writerow([step, "val", metrics["content"], metrics["style"], metrics["total"], lr,
+                             images_seen, time.time()])  # fmt: skip
+            log.flush()
+            save_checkpoint(ckpt_path, decoder, optimizer, step, images_seen)
+            save_grid(grid, args.out / "val_grid.png")
+            write_plot(log_path, args.out / "loss.png")
+            if args.export:
+                save_decoder(decoder, args.export)
+            bar.write(f"step {step}: val content {metrics['content']:.4f} style {metrics['style']:.4f}")
+            last_checkpoint = time.monotonic()
+        if finished:
             break
+
         pretrain = step < args.pretrain_steps
         identity = args.batch_size if pretrain else args.identity_samples
         c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
         s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
-        content_features = contents["relu4_1"][c_index].to(device, memory_format=memory_format)
+        content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
         content_pixels = contents["pixels"][c_index].to(device).float().div(255)
         style = None if pretrain else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             losses, _ = compute_losses(encoder, decoder, content_features, content_pixels, style, identity)
         total = losses["content"] + args.style_weight * losses["style"] + args.pixel_weight * losses["pixel"]
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        scheduler.step()
         step += 1
         images_seen += args.batch_size
         bar.update(1)
@@ -407,12 +387,8 @@ def train(args: argparse.Namespace) -> int:
             rate = args.log_every / (time.monotonic() - tick)
             tick = time.monotonic()
             c, s, p = (float(losses[key].detach()) for key in ("content", "style", "pixel"))
-            write_row("train", c, s, float(total.detach()))
+            writer.writerow([step, "train", c, s, float(total.detach()), lr, images_seen, time.time()])
             bar.set_postfix_str(f"{'pre ' if pretrain else ''}c={c:.3f} s={s:.3f} p={p:.4f} {rate:.2f} it/s")
-        if time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60 or step == args.pretrain_steps:
-            checkpoint()
-            last_checkpoint = time.monotonic()
-    checkpoint()
     bar.close()
     log.close()
     return step

@@ -3,7 +3,7 @@
 Magic style colours inject faults inside the worker process: pure red crashes it, pure green
 makes it hang, pure blue makes a fast job take ``SLOW_S`` (ignoring cancel, as AdaIN does); a marker
 file makes new workers fail to start. HQ jobs take ``HQ_STEPS`` short steps, reporting progress and
-honouring cancel.
+honouring cancel and the time budget.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import time
 
 from PIL import Image, ImageOps
 
+from nst_core.control import CancelToken, Progress, ProgressCallback, Rendered, StopReason
 from nst_core.images import fit_max_side
+from nst_core.options import RenderOptions
 
 CRASH_COLOUR = (255, 0, 0)
 HANG_COLOUR = (0, 255, 0)
@@ -24,13 +26,15 @@ HQ_STEPS = 30
 HQ_STEP_S = 0.1
 
 
-class _Progress:
-    def __init__(self, step: int, total: int) -> None:
-        self.step, self.total, self.loss, self.fraction, self.preview = step, total, 0.0, step / total, None
-
-
 class StubEngine:
-    def render(self, content: Image.Image, styles, options, progress=None, cancel=None) -> Image.Image:
+    def render(
+        self,
+        content: Image.Image,
+        styles: list[Image.Image],
+        options: RenderOptions,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Rendered:
         for style in styles:
             corner = style.getpixel((0, 0))
             if corner == CRASH_COLOUR:
@@ -39,16 +43,26 @@ class StubEngine:
                 time.sleep(3600)
             if corner == SLOW_COLOUR:
                 time.sleep(SLOW_S)
-        max_side = options.max_side
-        result = fit_max_side(content, max_side)
+        result = fit_max_side(content, options.max_side)
+        stopped: StopReason = "done"
         if options.hq:
-            for step in range(1, HQ_STEPS + 1):
-                if cancel is not None and cancel.cancelled:
-                    break
-                time.sleep(HQ_STEP_S)
-                if progress is not None:
-                    progress(_Progress(step, HQ_STEPS))
-        return ImageOps.posterize(result, 3) if options.alpha > 0 else result
+            stopped = _steps(options, progress, cancel)
+        return Rendered(ImageOps.posterize(result, 3) if options.alpha > 0 else result, stopped)
+
+
+def _steps(
+    options: RenderOptions, progress: ProgressCallback | None, cancel: CancelToken | None
+) -> StopReason:
+    deadline = time.monotonic() + (options.time_budget_s or float("inf"))
+    for step in range(1, HQ_STEPS + 1):
+        if cancel is not None and cancel.cancelled:
+            return "cancelled"
+        if time.monotonic() > deadline:
+            return "time_budget"
+        time.sleep(HQ_STEP_S)
+        if progress is not None:
+            progress(Progress(step, HQ_STEPS, 0.0, step / HQ_STEPS))
+    return "done"
 
 
 def load_stub_engine(device: str, decoder_path: str | None, vgg_path: str | None) -> StubEngine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import sqlite3
 
 from PIL import Image
@@ -10,6 +11,8 @@ from PIL import Image
 from bot.config import Settings
 from testkit.emulator import BotAPIEmulator
 from testkit.local_run import emulator_settings
+
+USER_IDS = itertools.count(1001)  # each test's users are new to the bot it talks to
 
 TEST_DEFAULTS = {
     "engine_factory": "testkit.stubs:load_stub_engine",

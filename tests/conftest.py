@@ -11,7 +11,9 @@ from nst_core.decoder import Decoder
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 from testkit.emulator import BotAPIEmulator
+from testkit.local_run import LocalBot
 from testkit.pictures import sample_image
+from tests.bot_helpers import USER_IDS, bot_settings
 
 torch.set_num_threads(2)
 
@@ -21,6 +23,19 @@ def emulator():
     """A Bot API emulator shared by a module's bot tests (each test uses its own user ids)."""
     with BotAPIEmulator() as api:
         yield api
+
+
+@pytest.fixture(scope="module")
+def bot(emulator, tmp_path_factory):
+    """The real bot (stub engine, real workers) serving the module's emulator."""
+    with LocalBot(bot_settings(emulator, tmp_path_factory.mktemp("data"))) as running:
+        yield running
+
+
+@pytest.fixture()
+def user(emulator, bot):
+    """A new user of the module's bot."""
+    return emulator.user(next(USER_IDS))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@ import torch
 
 from nst_core.adain import adain, feature_stats
 from nst_core.color import rgb_to_ycbcr
-from nst_core.options import normalize_weights
+from nst_core.errors import OptionsError
+from nst_core.options import RenderOptions
 
 
 def test_adain_gives_content_the_style_statistics():
@@ -29,7 +30,7 @@ def test_alpha_interpolates_linearly(stylizer, content, style):
 
 def test_weights_one_zero_equal_single_style(stylizer, content, style, style2):
     single = stylizer.stylize(content, [style])
-    mixed = stylizer.stylize(content, [style, style2], weights=[1.0, 0.0])
+    mixed = stylizer.stylize(content, [style, style2], RenderOptions(weights=(1.0, 0.0)))
     torch.testing.assert_close(mixed, single)
 
 
@@ -37,13 +38,15 @@ def test_mix_is_weighted_sum_of_adain_targets(stylizer, content, style, style2):
     features = stylizer.encode(content)
     a = stylizer.target_features(features, [style])
     b = stylizer.target_features(features, [style2])
-    mixed = stylizer.target_features(features, [style, style2], weights=[3.0, 1.0])  # normalized to .75/.25
+    weights = RenderOptions(weights=(3.0, 1.0)).weights_for(2)  # normalized once, when built
+    assert weights == (0.75, 0.25)
+    mixed = stylizer.target_features(features, [style, style2], weights)
     torch.testing.assert_close(mixed, 0.75 * a + 0.25 * b, rtol=1e-4, atol=1e-2)
 
 
 def test_output_keeps_content_size_with_mixed_size_styles(stylizer, style, style2):
     odd_content = torch.rand(1, 3, 45, 61)  # not a multiple of 8
-    out = stylizer.stylize(odd_content, [style, style2], weights=[0.5, 0.5])
+    out = stylizer.stylize(odd_content, [style, style2], RenderOptions(weights=(0.5, 0.5)))
     assert out.shape == odd_content.shape
     assert out.min() >= 0.0 and out.max() <= 1.0
 
@@ -51,9 +54,9 @@ def test_output_keeps_content_size_with_mixed_size_styles(stylizer, style, style
 def test_cached_and_uncached_stylization_identical(stylizer, content, style):
     stylizer._cache.clear()
     misses = stylizer.cache_misses
-    first = stylizer.stylize(content, [style], alpha=0.8)
+    first = stylizer.stylize(content, [style], RenderOptions(alpha=0.8))
     hits = stylizer.cache_hits
-    second = stylizer.stylize(content, [style], alpha=0.8)
+    second = stylizer.stylize(content, [style], RenderOptions(alpha=0.8))
     assert stylizer.cache_misses == misses + 1
     assert stylizer.cache_hits == hits + 1
     torch.testing.assert_close(first, second, rtol=0, atol=0)
@@ -64,7 +67,7 @@ def chroma(image):
 
 
 def test_preserve_color_luminance_keeps_content_chroma(stylizer, content, style):
-    out = stylizer.stylize(content, [style], preserve_color="luminance")
+    out = stylizer.stylize(content, [style], RenderOptions(preserve_color="luminance"))
     # clipping to [0, 1] can move chroma at saturated pixels; elsewhere it is the content's
     difference = (chroma(out) - chroma(content)).abs()
     assert difference.median() < 0.01
@@ -74,7 +77,7 @@ def test_preserve_color_luminance_keeps_content_chroma(stylizer, content, style)
 
 def test_preserve_color_histogram_moves_colours_towards_content(stylizer, content, style):
     plain = stylizer.stylize(content, [style])
-    kept = stylizer.stylize(content, [style], preserve_color="histogram")
+    kept = stylizer.stylize(content, [style], RenderOptions(preserve_color="histogram"))
     target = chroma(content).mean(dim=(2, 3))
     assert (chroma(kept).mean(dim=(2, 3)) - target).abs().sum() < (
         chroma(plain).mean(dim=(2, 3)) - target
@@ -97,21 +100,37 @@ def test_histogram_matching_matches_mean_and_covariance():
 @pytest.mark.parametrize(
     ("weights", "message"),
     [
-        ([1.0], "2 style images"),
-        ([-1.0, 2.0], "non-negative"),
-        ([0.0, 0.0], "positive"),
-        ([float("nan"), 1], "non"),
+        ((-1.0, 2.0), "non-negative"),
+        ((0.0, 0.0), "positive"),
+        ((float("nan"), 1), "non"),
+        ((1e308, 1e308), "too large"),
     ],
 )
-def test_bad_weights_are_rejected(weights, message):
-    with pytest.raises(ValueError, match=message):
-        normalize_weights(weights, 2)
+def test_bad_weights_are_refused_when_options_are_built(weights, message):
+    with pytest.raises(OptionsError, match=message):
+        RenderOptions(weights=weights)
 
 
-def test_bad_alpha_and_method_are_rejected(stylizer, content, style):
-    with pytest.raises(ValueError, match="alpha"):
-        stylizer.stylize(content, [style], alpha=1.5)
-    with pytest.raises(ValueError, match="preserve_color"):
-        stylizer.stylize(content, [style], preserve_color="sepia")
-    with pytest.raises(ValueError, match="at least one style"):
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"alpha": 1.5}, "alpha"),
+        ({"alpha": float("nan")}, "alpha"),
+        ({"preserve_color": "sepia"}, "preserve colour"),
+        ({"hq_init": "noise"}, "HQ init"),
+        ({"max_side": 8}, "at least 16"),
+        ({"steps": 0}, "steps"),
+        ({"time_budget_s": 0.0}, "time budget"),
+    ],
+)
+def test_bad_options_are_refused_when_built(fields, message):
+    with pytest.raises(OptionsError, match=message):
+        RenderOptions(**fields)
+
+
+def test_weights_must_match_the_styles(stylizer, content, style):
+    with pytest.raises(OptionsError, match="1 weights for 2 style images"):
+        RenderOptions(weights=(1.0,)).weights_for(2)
+    with pytest.raises(OptionsError, match="at least one style"):
         stylizer.stylize(content, [])
+    assert RenderOptions().weights_for(4) == (0.25,) * 4

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from bot import texts
-from testkit.local_run import LocalBot
 from testkit.pictures import picture
 from testkit.stubs import CRASH_COLOUR, HANG_COLOUR
-from tests.bot_helpers import bot_settings, image_size
-
-USER_IDS = itertools.count(1001)
-
-
-@pytest.fixture(scope="module")
-def bot(emulator, tmp_path_factory):
-    with LocalBot(bot_settings(emulator, tmp_path_factory.mktemp("data"))) as running:
-        yield running
-
-
-@pytest.fixture()
-def user(emulator, bot):
-    return emulator.user(next(USER_IDS))
+from tests.bot_helpers import USER_IDS, image_size
 
 
 def button(sent, action: str) -> str:
@@ -269,7 +253,7 @@ def test_hung_worker_times_out_and_is_replaced(user):
 
 
 async def _restarts(bot) -> int:
-    return bot.application.bot_data["services"].backend.restarts
+    return bot.application.bot_data.services.backend.restarts
 
 
 def test_telegram_429_and_5xx_are_survived(user, emulator):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import multiprocessing
 import os
 import subprocess
@@ -11,19 +12,27 @@ import sys
 import threading
 import time
 import tracemalloc
+from dataclasses import replace
+from typing import get_args
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from bot import texts
+from bot.conversation import TRANSITIONS, advance
 from bot.files import FileStore
+from bot.jobs import Refusal
+from bot.messages import Cancel, Failed, Failure
 from bot.persistence import SQLitePersistence
-from bot.state import STATE_KEY, ImageRef, Render, UserState, parse_alpha
+from bot.state import ImageRef, Render, UserState, parse_alpha
 from bot.storage import Database
 from bot.updates import PerUserUpdateProcessor
-from bot.worker import _CancelListener
-from nst_core.errors import ImageError
+from bot.worker import _CancelListener, failure_of, throttled
+from nst_core.control import Progress
+from nst_core.errors import ImageError, OptionsError
 from nst_core.images import decode_image, inspect_image
+from nst_core.options import RenderOptions
 from testkit.emulator import BotAPIEmulator, _ApiError, check_like_telegram, telegram_html_text
 from testkit.local_run import LocalBot
 from tests.bot_helpers import bot_settings
@@ -32,11 +41,35 @@ from tests.bot_helpers import bot_settings
 # ---------------------------------------------------------------------------- state store
 def test_user_state_survives_json_round_trip():
     state = UserState(awaiting="style", content=ImageRef("f1", "u1", 10, 20))
-    render = Render(ImageRef("c", "cu"), [ImageRef("s", "su")], [0.7, 0.3], 0.5, "luminance", 512, hq=True)
+    options = RenderOptions(weights=(0.7, 0.3), alpha=0.5, preserve_color="luminance", max_side=512, hq=True)
+    render = Render(ImageRef("c", "cu"), [ImageRef("s", "su"), ImageRef("t", "tu")], options)
     state.remember("job1", render)
     state.refused = render
-    state.settings.alpha = 0.25
+    state.options = replace(state.options, alpha=0.25)
     assert UserState.from_json(state.to_json()) == state
+
+
+def test_rows_written_before_options_were_one_record_still_load():
+    picture = {"file_id": "c", "unique_id": "cu", "width": 0, "height": 0}
+    render = {"content": picture, "styles": [picture, picture], "weights": [3, 1], "alpha": 0.5,
+              "preserve_color": "none", "max_side": 512, "hq": False}  # fmt: skip
+    old = {"awaiting": "mix_weights", "content": None, "styles": [], "mix_requested": False,
+           "settings": {"alpha": 0.75, "preserve_color": "luminance", "max_side": 1024, "hq_next": True},
+           "renders": {"job1": render}, "refused": None}  # fmt: skip
+    state = UserState.from_json(json.dumps(old))
+    assert state.awaiting == "mix_styles"
+    assert state.options == RenderOptions(alpha=0.75, preserve_color="luminance", max_side=1024, hq=True)
+    assert state.renders["job1"].options.weights == (0.75, 0.25)
+
+
+def test_every_conversation_transition_is_in_the_table():
+    assert advance("content", "photo") == "style"
+    assert advance("style", "style_picture") == "content"
+    assert advance("mix_styles", "weights") == "content"
+    assert all(advance(state, "restart") == "content" for state in ("content", "style", "mix_styles"))
+    assert set(TRANSITIONS.values()) <= {"content", "style", "mix_styles"}
+    with pytest.raises(LookupError, match="no transition from 'style' on 'weights'"):
+        advance("style", "weights")
 
 
 def test_each_user_is_one_row_written_off_the_event_loop(tmp_path):
@@ -45,16 +78,15 @@ def test_each_user_is_one_row_written_off_the_event_loop(tmp_path):
 
     async def scenario() -> tuple[dict, str]:
         for user_id in (1, 2):
-            state = UserState()
-            state.settings.alpha = user_id / 4
-            await persistence.update_user_data(user_id, {STATE_KEY: state})
+            state = UserState(options=RenderOptions(alpha=user_id / 4))
+            await persistence.update_user_data(user_id, state)
         await persistence.drop_user_data(1)
         writer = await database.run(lambda db: threading.current_thread().name)
         return await persistence.get_user_data(), writer
 
     stored, writer = asyncio.run(scenario())
     database.close()
-    assert list(stored) == [2] and stored[2][STATE_KEY].settings.alpha == 0.5
+    assert list(stored) == [2] and stored[2].options.alpha == 0.5
     assert writer.startswith("atelier-db") and writer != threading.main_thread().name
 
 
@@ -87,7 +119,7 @@ def test_a_cancel_that_arrives_before_its_job_still_cancels_it():
     receiving, sending = multiprocessing.Pipe(duplex=False)
     listener = _CancelListener(receiving)
     listener.start()
-    sending.send(("cancel", "job-b", True))
+    sending.send(Cancel("job-b", keep_partial=True))
     deadline = time.monotonic() + 5
     while "job-b" not in listener._early and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -197,3 +229,35 @@ def test_thin_pictures_are_refused_with_a_reason():
 def test_the_bot_process_never_imports_torch():
     code = "import sys, bot.app, bot.__main__; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# ---------------------------------------------------------------------------- worker messages
+def test_progress_is_throttled_in_the_worker_before_it_crosses_the_pipe():
+    sent = []
+    report = throttled(sent.append, interval_s=60.0)
+    for step in range(1, 501):
+        report(Progress(step, 500, 0.0, step / 500))
+    assert sent == [1 / 500]  # one report a minute; the first goes at once
+
+
+def test_every_failure_and_refusal_kind_has_words_and_details_are_escaped():
+    assert set(texts.FAILURES) == set(get_args(Failure))
+    assert set(texts.REFUSALS) == set(get_args(Refusal))
+    assert (
+        texts.failure("bad_picture", "image too <large>.")
+        == "I couldn't use that picture: image too &lt;large&gt;."
+    )
+    assert texts.refusal("queue_full", waiting=7) == texts.QUEUE_FULL.format(waiting=7)
+
+
+@pytest.mark.parametrize(
+    ("error", "failure", "detail"),
+    [
+        (ImageError("not an image"), "bad_picture", "not an image"),
+        (OptionsError("alpha must be between 0 and 1"), "invalid_request", "alpha must be between 0 and 1"),
+        (RuntimeError("CUDA out of memory"), "out_of_memory", ""),
+        (KeyError("bug"), "generic", ""),
+    ],
+)
+def test_worker_failures_are_kinds_not_sentences(error, failure, detail):
+    assert failure_of("job", error) == Failed("job", failure, detail)

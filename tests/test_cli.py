@@ -69,7 +69,7 @@ def test_hq_with_progress(files, tmp_path, capsys):
         (["--alpha", "7"], "alpha must be between 0 and 1"),
         (["--alpha", "abc"], "alpha must be a number"),
         (["--size", "5"], "--size must be between"),
-        (["--weights", "1", "2"], "got 2 --weights for 1 style"),
+        (["--weights", "1", "2"], "got 2 weights for 1 style"),
         (["--weights", "-1"], "non-negative"),
         (["--preserve-color", "sepia"], "invalid choice"),
         (["--device", "tpu"], "unknown device"),

@@ -1,12 +1,17 @@
 import itertools
 import time
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from nst_core.adain import Stylizer
 from nst_core.control import CancelToken
-from nst_core.gatys import GatysConfig, GatysOptimizer, gram_matrix, style_layer_loss
+from nst_core.errors import ModelFileError
+from nst_core.gatys import GatysConfig, GatysOptimizer
+from nst_core.images import fit_max_side
+from nst_core.losses import gram_loss, gram_matrix
 from nst_core.options import RenderOptions
 from nst_core.pipeline import Engine
 
@@ -15,19 +20,18 @@ def test_gram_is_size_normalized():
     features = torch.rand(1, 4, 6, 6)
     tiled = features.repeat(1, 1, 2, 2)  # same statistics, four times the pixels
     torch.testing.assert_close(gram_matrix(tiled), gram_matrix(features))
-    assert style_layer_loss(gram_matrix(features), gram_matrix(features)) == 0
+    assert gram_loss(gram_matrix(features), gram_matrix(features)) == 0
 
 
 def test_loss_goes_down_and_progress_is_reported(encoder, content, style):
     seen = []
-    config = GatysConfig(steps=12, scales=(0.5, 1.0), preview_every=4)
+    config = GatysConfig(steps=12, scales=(0.5, 1.0))
     result = GatysOptimizer(encoder, config).run(content, [style], progress=seen.append)
     assert result.stopped == "done"
     assert result.steps_done == 12
     assert [p.step for p in seen] == list(range(1, 13))
     assert all(a.fraction <= b.fraction for a, b in itertools.pairwise(seen))
     assert seen[-1].fraction == pytest.approx(1.0)
-    assert any(p.preview is not None for p in seen)
     assert result.image.shape == content.shape
     full_level = result.losses[-4:]  # losses at the last (full) scale
     assert min(full_level) < full_level[0] or result.losses[-1] < result.losses[0]
@@ -65,7 +69,7 @@ def test_cancel_during_coarse_level_still_returns_full_size(encoder, content, st
 def test_time_budget(encoder, content, style):
     started = time.monotonic()
     result = GatysOptimizer(encoder, GatysConfig(steps=10_000, time_budget_s=1.0)).run(content, [style])
-    assert result.stopped == "time budget"
+    assert result.stopped == "time_budget"
     assert 0 < result.steps_done < 10_000
     assert time.monotonic() - started < 30
 
@@ -88,8 +92,38 @@ def test_bad_arguments(encoder, content, style):
 
 def test_hq_from_adain_init_needs_a_trained_decoder(stylizer, content_image, style_image):
     options = RenderOptions(hq=True, steps=2, max_side=48, hq_init="adain")
-    with pytest.raises(ValueError, match="needs a trained decoder"):
+    with pytest.raises(ModelFileError, match="needs a trained decoder"):
         Engine(stylizer).render(content_image, [style_image], options)
     trained = Stylizer(stylizer.encoder, stylizer.decoder, stylizer.device, decoder_trained=True)
-    result = Engine(trained).render(content_image, [style_image], options)
-    assert max(result.size) == 48
+    rendered = Engine(trained).render(content_image, [style_image], options)
+    assert max(rendered.image.size) == 48 and rendered.stopped == "done"
+
+
+def test_hq_alpha_zero_keeps_the_photo(stylizer, content_image, style_image):
+    """Alpha scales the style term: at 0 the content is already optimal, so the photo comes back
+    (at one scale: coarse-to-fine would blur it on the way)."""
+    engine = Engine(stylizer, GatysConfig(scales=(1.0,)))
+    options = RenderOptions(hq=True, steps=30, max_side=48, alpha=0.0)
+    rendered = engine.render(content_image, [style_image], options)
+    photo = np.asarray(fit_max_side(content_image, 48), dtype=np.float32)
+    assert np.abs(np.asarray(rendered.image, dtype=np.float32) - photo).mean() < 1.0
+    styled = engine.render(content_image, [style_image], replace(options, alpha=1.0))
+    assert np.abs(np.asarray(styled.image, dtype=np.float32) - photo).mean() > 2.0
+
+
+def test_hq_applies_alpha_once_when_it_starts_from_adain(stylizer, content_image, style_image, monkeypatch):
+    trained = Stylizer(stylizer.encoder, stylizer.decoder, stylizer.device, decoder_trained=True)
+    seen = []
+    stylize = trained.stylize
+    monkeypatch.setattr(
+        trained, "stylize", lambda c, s, options: seen.append(options) or stylize(c, s, options)
+    )
+    options = RenderOptions(hq=True, steps=2, max_side=48, alpha=0.5, hq_init="adain")
+    Engine(trained).render(content_image, [style_image], options)
+    assert [o.alpha for o in seen] == [1.0]  # the init is full style; alpha acts in the objective only
+
+
+def test_time_budget_stop_is_reported_by_the_engine(stylizer, content_image, style_image):
+    options = RenderOptions(hq=True, steps=10_000, max_side=48, time_budget_s=0.5)
+    rendered = Engine(stylizer).render(content_image, [style_image], options)
+    assert rendered.stopped == "time_budget" and max(rendered.image.size) == 48

@@ -22,7 +22,7 @@ def emulator():
 
 
 def pool(bot):
-    return bot.application.bot_data["services"].backend
+    return bot.application.bot_data.services.backend
 
 
 async def _worker_pid(bot) -> int:
@@ -97,3 +97,14 @@ def test_no_queued_job_starts_once_shutdown_has_begun(emulator, tmp_path):
         queued.wait_text("ahead of you")
     assert running.photos() and queued.photos() == []  # the running one finished within the grace
     assert journaled_jobs(settings) == 1
+
+
+def test_an_hq_render_stopped_by_its_time_budget_says_so(emulator, tmp_path):
+    user = emulator.user(4301)
+    with LocalBot(bot_settings(emulator, tmp_path, hq_time_budget_s=0.5)):
+        user.send_text("/hq")
+        user.send_photo(picture(seed=17))
+        user.send_photo(picture(seed=18))
+        (photo,) = user.wait_photos(1)
+    assert photo.params["caption"].startswith("High quality")
+    assert "Stopped at the 1 s time limit: this is the best version so far." in photo.params["caption"]

@@ -7,7 +7,6 @@ the per-chat delays of the emulator, not with sleeps.
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import time
 
@@ -18,20 +17,7 @@ from testkit.emulator import BotAPIEmulator
 from testkit.local_run import LocalBot
 from testkit.pictures import picture
 from testkit.stubs import SLOW_COLOUR, SLOW_S
-from tests.bot_helpers import bot_settings, image_size
-
-USER_IDS = itertools.count(5001)
-
-
-@pytest.fixture(scope="module")
-def bot(emulator, tmp_path_factory):
-    with LocalBot(bot_settings(emulator, tmp_path_factory.mktemp("data"))) as running:
-        yield running
-
-
-@pytest.fixture()
-def user(emulator, bot):
-    return emulator.user(next(USER_IDS))
+from tests.bot_helpers import USER_IDS, bot_settings, image_size
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +32,7 @@ def idle(bot, user_id: int) -> None:
     """Wait until the pool has nothing for the user: no queued, running or undelivered job."""
 
     async def busy() -> bool:
-        pool = bot.application.bot_data["services"].backend
+        pool = bot.application.bot_data.services.backend
         delivering = any(job.user_id == user_id for job, _ in pool._deliveries.values())
         return pool.active_job(user_id) is not None or delivering
 

@@ -12,7 +12,8 @@ from torch.nn import functional as F
 
 from nst_core.evaluate import main as eval_main
 from nst_core.evaluate import psnr_db
-from nst_core.train import STYLE_LAYERS, compute_losses, is_validation, normalized_stats, parse_args, train
+from nst_core.losses import ADAIN_STYLE_LAYERS, normalized_stats
+from nst_core.train import compute_losses, is_validation, parse_args, train
 
 
 def _write_images(folder, seed, count=3, size=48):
@@ -129,7 +130,7 @@ def test_feature_bank_is_built_once_and_holds_what_the_encoder_says(folders, tmp
     assert [p.stat().st_mtime_ns for p in banks] == stamps  # reused, not rebuilt
     content = torch.load(banks[0], weights_only=True)
     assert content["pixels"].dtype == torch.uint8 and content["pixels"].shape == (3 * 2, 3, 32, 32)
-    features = encoder(content["pixels"][:2].float() / 255, STYLE_LAYERS)
+    features = encoder(content["pixels"][:2].float() / 255, ADAIN_STYLE_LAYERS)
     banked = content["relu4_1"][:2].float()  # bf16 where the CPU computes in bf16: compare norms
     assert (banked - features["relu4_1"]).norm() < 0.03 * features["relu4_1"].norm()
     stats = normalized_stats(features)
@@ -147,7 +148,7 @@ def test_identity_samples_decode_their_own_features_with_a_pixel_loss(encoder):
         seen["target"] = target
         return torch.full((len(target), 3, 32, 32), 0.5)
 
-    style = normalized_stats(encoder(torch.rand(3, 3, 32, 32), STYLE_LAYERS))
+    style = normalized_stats(encoder(torch.rand(3, 3, 32, 32), ADAIN_STYLE_LAYERS))
     losses, _ = compute_losses(encoder, grey_decoder, features, pixels, style, identity=1)
     torch.testing.assert_close(seen["target"][2], features[2])  # stylized with itself: unchanged
     assert not torch.allclose(seen["target"][:2], features[:2])  # the others get the artworks' stats
