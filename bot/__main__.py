@@ -36,10 +36,10 @@ def main() -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        if any(error["loc"] == ("bot_token",) and error["type"] == "missing" for error in exc.errors()):
-            print(MISSING_TOKEN, file=sys.stderr)
-        else:
-            print(f"Invalid configuration (see .env.example):\n{describe_errors(exc)}", file=sys.stderr)
+        print(f"Invalid configuration (see .env.example):\n{describe_errors(exc)}", file=sys.stderr)
+        return 2
+    if not settings.bot_token.get_secret_value():
+        print(MISSING_TOKEN, file=sys.stderr)
         return 2
     configure_logging(settings)
     try:

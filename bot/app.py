@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
@@ -24,11 +26,15 @@ from bot import handlers
 from bot.config import Settings
 from bot.delivery import make_notifier
 from bot.files import FileStore
+from bot.flood import FloodGuard, LocalFloodGuard, RedisFloodGuard
 from bot.health import beat_forever, heartbeat_path
 from bot.jobs import JobBackend
 from bot.persistence import SQLitePersistence
 from bot.pool import EmbeddedPool
 from bot.ratelimit import PriorityRateLimiter
+from bot.redis_backend import RedisBackend
+from bot.redis_jobs import connect
+from bot.redis_state import RedisUpdateProcessor, RedisUserStore
 from bot.services import CONTEXT_TYPES, Services
 from bot.storage import Database
 from bot.updates import AlbumDue, PerUserUpdateProcessor
@@ -91,9 +97,50 @@ def add_handlers(application: Application) -> None:
     application.add_error_handler(handlers.on_error)
 
 
-def build_application(settings: Settings, backend: JobBackend | None = None) -> Application:
-    """The real Application; ``backend`` defaults to the embedded pool."""
+@dataclass
+class _Parts:
+    """What differs between one process (the embedded pool) and a front end of many (Redis)."""
+
+    processor: PerUserUpdateProcessor
+    persistence: SQLitePersistence | None
+    flood: FloodGuard
+    strangers: FloodGuard
+    make_backend: Callable[[Application, FileStore], JobBackend]
+    close: Callable[[], Awaitable[None]]
+
+
+def _embedded_parts(settings: Settings) -> _Parts:
     database = Database(settings.database_path)
+
+    async def close() -> None:
+        database.close()
+
+    return _Parts(
+        PerUserUpdateProcessor(),
+        SQLitePersistence(database, update_interval=PERSISTENCE_INTERVAL_S),
+        LocalFloodGuard(settings.flood_messages, settings.flood_window_s),
+        LocalFloodGuard(1, settings.flood_window_s),
+        lambda application, files: EmbeddedPool(settings, make_notifier(application), database, files),
+        close,
+    )
+
+
+def _redis_parts(settings: Settings) -> _Parts:
+    redis = connect(settings.redis_url)
+    window = settings.flood_window_s
+    return _Parts(
+        RedisUpdateProcessor(RedisUserStore(redis)),
+        None,
+        RedisFloodGuard(redis, settings.redis_url, "messages", settings.flood_messages, window),
+        RedisFloodGuard(redis, settings.redis_url, "strangers", 1, window),
+        lambda application, files: RedisBackend(settings, make_notifier(application), files, redis),
+        redis.aclose,
+    )
+
+
+def build_application(settings: Settings, backend: JobBackend | None = None) -> Application:
+    """The real Application; ``backend`` defaults to the one ``settings.backend`` names."""
+    parts = _redis_parts(settings) if settings.backend == "redis" else _embedded_parts(settings)
     files = FileStore(settings.data_dir, settings.retention_hours * 3600)
 
     housekeeping: list[asyncio.Task] = []
@@ -111,9 +158,9 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
         await application.bot_data.services.backend.stop()
 
     async def post_shutdown(application: Application) -> None:
-        database.close()
+        await parts.close()
 
-    application = (
+    builder = (
         ApplicationBuilder()
         .token(settings.bot_token.get_secret_value())
         .base_url(settings.bot_api_url)
@@ -122,16 +169,18 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
         .defaults(Defaults(parse_mode=ParseMode.HTML))
         .context_types(CONTEXT_TYPES)
         .rate_limiter(PriorityRateLimiter(max_retries=3))
-        .concurrent_updates(PerUserUpdateProcessor())
-        .persistence(SQLitePersistence(database, update_interval=PERSISTENCE_INTERVAL_S))
+        .concurrent_updates(parts.processor)
         .post_init(post_init)
         .post_stop(post_stop)
         .post_shutdown(post_shutdown)
-        .build()
     )
-    if backend is None:
-        backend = EmbeddedPool(settings, make_notifier(application), database, files)
-    application.bot_data.services = Services(settings, backend, files)
+    if parts.persistence is not None:
+        builder = builder.persistence(parts.persistence)
+    application = builder.build()
+    if isinstance(parts.processor, RedisUpdateProcessor):
+        parts.processor.application = application
+    backend = backend or parts.make_backend(application, files)
+    application.bot_data.services = Services(settings, backend, files, parts.flood, parts.strangers)
     add_handlers(application)
     return application
 

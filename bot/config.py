@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,7 +19,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    bot_token: SecretStr = Field(description="from @BotFather")
+    bot_token: SecretStr = Field(SecretStr(""), description="from @BotFather; render workers need none")
     bot_api_url: str = "https://api.telegram.org/bot"
     bot_file_url: str = "https://api.telegram.org/file/bot"
     local_bot_api: bool = Field(
@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     engine_factory: str = "bot.worker:load_engine"
     decoder_path: Path | None = None
     vgg_path: Path | None = None
+
+    # Scale-out (README "Scaling out"): the pool in this process, or front ends and `atelier-worker`s
+    # sharing Redis. Both roles read these same settings.
+    backend: Literal["embedded", "redis"] = "embedded"
+    redis_url: str = "redis://localhost:6379/0"
+    fast_batch_size: int = Field(8, ge=1, le=64, description="fast jobs a render worker runs as one batch")
+    result_claim_after_s: float = Field(
+        30.0, gt=0, description="a result a front end took but did not send goes to another after this"
+    )
 
     # Images
     max_download_bytes: int = DEFAULT_MAX_BYTES

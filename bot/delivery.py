@@ -45,7 +45,6 @@ class _JobMessages:
         self.job = job
         self.status_message_id: int | None = job.meta.get("status_message_id")
         self.cancel_keyboard = cancel_hq_keyboard(job.job_id) if job.options.hq else None
-        self.started_at = time.monotonic()
 
     async def handle(self, event: JobEvent) -> None:
         handler = getattr(self, f"_on_{event.kind}")
@@ -87,7 +86,7 @@ class _JobMessages:
             )
 
     async def _on_started(self, event: JobEvent) -> None:
-        self.started_at = time.monotonic()
+        self.job.meta["started_at"] = time.time()
         if self.job.options.hq:
             await self._status(texts.HQ_PROGRESS.format(percent=0, eta="…"), self.cancel_keyboard)
         elif self.status_message_id is not None:
@@ -99,7 +98,7 @@ class _JobMessages:
         """Reports arrive already throttled by the worker (``progress_edit_interval_s``)."""
         if not self.job.options.hq or event.fraction <= 0:
             return
-        elapsed = time.monotonic() - self.started_at
+        elapsed = time.time() - self.job.meta.get("started_at", time.time())
         eta = texts.human_duration(elapsed / event.fraction - elapsed)
         await self._status(
             texts.HQ_PROGRESS.format(percent=int(event.fraction * 100), eta=eta), self.cancel_keyboard
@@ -122,10 +121,9 @@ class _JobMessages:
         await self._status(texts.failure(event.failure, event.detail))
 
     async def _deliver(self, png: Path, text: str) -> None:
-        """Send the result as a photo, then keep the PNG for the "Full-size file" button."""
+        """Send the result as a photo, then hand the PNG to the backend to keep for "Full-size file"."""
         job = self.job
-        kept = self.application.bot_data.services.files.result_path(job.user_id, job.job_id)
-        if not png.exists() and kept.exists():  # sent before a restart; only the journal lagged
+        if not png.exists():  # sent before a restart (the PNG was kept); only the journal lagged
             return
         jpeg = await asyncio.to_thread(_jpeg_of, png)
         keyboard = result_keyboard(job.job_id, job.options.preserve_color, job.options.hq)
@@ -135,8 +133,7 @@ class _JobMessages:
             ),
             idempotent=False,
         )
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(png.replace, kept)  # a rename: atomic, never a half-written file
+        await self.application.bot_data.services.backend.keep_result(job, png)
         if self.status_message_id is not None:
             try:
                 await self.bot.delete_message(

@@ -31,8 +31,8 @@ from bot.keyboards import (
     retry_keyboard,
     settings_keyboard,
 )
-from bot.services import Album, Context
-from bot.state import ALPHA_STEP, ImageRef, Render, UserState, parse_alpha, parse_weights
+from bot.services import Context
+from bot.state import ALPHA_STEP, Album, ImageRef, Render, UserState, parse_alpha, parse_weights
 from bot.updates import AlbumDue
 from nst_core.options import PRESERVE_COLOR_CHOICES, RenderOptions
 
@@ -55,7 +55,7 @@ async def gate(update: Update, context: Context) -> None:
     if user is None or update.edited_message is not None:  # edits would replay old steps
         raise ApplicationHandlerStop
     svc, query = context.bot_data.services, update.callback_query
-    allowed, warn = svc.flood.allow(user.id)
+    allowed, warn = await svc.flood.allow(user.id)
     if not allowed:
         if query:
             await query.answer(texts.FLOOD)
@@ -65,10 +65,10 @@ async def gate(update: Update, context: Context) -> None:
     if not svc.settings.is_allowed(user.id):
         if query:
             await query.answer(texts.NOT_ALLOWED, show_alert=True)
-        elif update.effective_message and svc.strangers.allow(user.id)[0]:
+        elif update.effective_message and (await svc.strangers.allow(user.id))[0]:
             await _reply(update, texts.NOT_ALLOWED)
         raise ApplicationHandlerStop
-    album = svc.albums.get(user.id)
+    album = context.user_data.album
     message = update.effective_message
     if album is not None and (message is None or message.media_group_id != album.group_id):
         await _flush_album(context.application, user.id)
@@ -89,7 +89,8 @@ async def start_render(
     job_id = new_job_id()
     content, staged_styles = await asyncio.to_thread(svc.files.stage_job, job_id, content, styles)
     options = _job_options(render.options, svc.settings)
-    job = RenderJob(user_id, chat_id, content, staged_styles, options, job_id=job_id)
+    picture_ids = (render.content.unique_id, *(ref.unique_id for ref in render.styles))
+    job = RenderJob(user_id, chat_id, content, staged_styles, options, job_id=job_id, picture_ids=picture_ids)
     try:
         await svc.backend.submit(job)
     except BackendError as exc:
@@ -165,31 +166,33 @@ async def on_picture(update: Update, context: Context) -> None:
     if message.media_group_id is None:
         await accept_pictures(context, chat_id, user_id, context.user_data, [ref])
         return
-    album = svc.albums.setdefault(user_id, Album(message.media_group_id, chat_id))
-    album.pictures.append((message.message_id, ref))
-    context.application.create_task(_album_timer(context.application, user_id, album))
+    state = context.user_data
+    if state.album is None:
+        state.album = Album(message.media_group_id, chat_id)
+    state.album.pictures.append((message.message_id, ref))
+    due = AlbumDue(user_id, state.album.group_id, len(state.album.pictures))
+    context.application.create_task(_album_timer(context.application, due))
 
 
-async def _album_timer(application: Application, user_id: int, album: Album) -> None:
+async def _album_timer(application: Application, due: AlbumDue) -> None:
     """After a quiet spell, ask (through the update queue, so in the user's order) to flush the album."""
-    seen = len(album.pictures)
     await asyncio.sleep(ALBUM_SETTLE_S)
-    if len(album.pictures) == seen:  # no picture arrived since: the album is complete
-        await application.update_queue.put(AlbumDue(user_id, album.group_id))
+    await application.update_queue.put(due)
 
 
 async def on_album_due(update: AlbumDue, context: Context) -> None:
-    album = context.bot_data.services.albums.get(update.user_id)
-    if album is not None and album.group_id == update.group_id:
-        await _flush_album(context.application, update.user_id)
+    album = context.application.user_data[update.user_id].album  # not an Update: no context.user_data
+    if album is not None and album.group_id == update.group_id and len(album.pictures) == update.seen:
+        await _flush_album(context.application, update.user_id)  # no picture arrived since: complete
 
 
 async def _flush_album(application: Application, user_id: int) -> None:
     """Hand all of an album's pictures over, in the order they were sent."""
-    album = application.bot_data.services.albums.pop(user_id)
+    state = application.user_data[user_id]
+    album, state.album = state.album, None
     refs = [ref for _, ref in sorted(album.pictures, key=lambda item: item[0])]
     context = application.context_types.context(application, user_id=user_id)
-    await accept_pictures(context, album.chat_id, user_id, application.user_data[user_id], refs)
+    await accept_pictures(context, album.chat_id, user_id, state, refs)
     application.mark_data_for_update_persistence(user_ids=user_id)
 
 
@@ -293,7 +296,7 @@ async def hq_command(update: Update, context: Context) -> None:
 
 async def cancel_command(update: Update, context: Context) -> None:
     svc, state = context.bot_data.services, context.user_data
-    job = svc.backend.active_job(update.effective_user.id)
+    job = await svc.backend.active_job(update.effective_user.id)
     if job is not None:
         if job.options.hq:
             await _reply(update, texts.CANCEL_HQ_ASK, reply_markup=cancel_hq_keyboard(job.job_id))
@@ -319,8 +322,7 @@ async def forget_command(update: Update, context: Context) -> None:
     user_id = update.effective_user.id
     await svc.backend.forget_user(user_id)
     await asyncio.to_thread(svc.files.forget_user, user_id)
-    svc.flood.forget(user_id)
-    svc.albums.pop(user_id, None)
+    await svc.flood.forget(user_id)
     context.application.drop_user_data(user_id)
     await _reply(update, texts.FORGET_DONE)
 
@@ -332,7 +334,7 @@ async def stats_command(update: Update, context: Context) -> None:
         await unknown_command(update, context)
         return
     users = len(context.application.user_data)
-    await _reply(update, texts.STATS.format(**asdict(svc.backend.stats()), users=users))
+    await _reply(update, texts.STATS.format(**asdict(await svc.backend.stats()), users=users))
 
 
 async def settings_command(update: Update, context: Context) -> None:
@@ -416,12 +418,11 @@ async def _rerender_button(update: Update, context: Context, argument: str) -> N
 
 async def _send_result_file(update: Update, context: Context, job_id: str) -> None:
     query = update.callback_query
-    path = context.bot_data.services.files.result_path(update.effective_user.id, job_id)
-    if not path.exists():
+    data = await context.bot_data.services.backend.kept_result(update.effective_user.id, job_id)
+    if data is None:
         await query.answer(texts.FILE_GONE, show_alert=True)
         return
     await query.answer()
-    data = await asyncio.to_thread(path.read_bytes)
     await context.bot.send_document(update.effective_chat.id, data, filename="atelier.png")
 
 
@@ -454,7 +455,7 @@ async def _cancel_button(update: Update, context: Context, argument: str) -> Non
     choice, _, job_id = argument.partition(":")
     if choice not in ("keep", "drop"):
         raise ButtonError(choice)
-    job = backend.active_job(update.effective_user.id)
+    job = await backend.active_job(update.effective_user.id)
     if job is None or job.job_id != job_id:
         await query.answer(texts.ALREADY_FINISHED)
         return

@@ -3,7 +3,8 @@
 Handlers build a ``RenderJob`` and ``submit`` it; the backend reports what happens through the
 ``EventSink`` that its notifier factory makes for each job. Because the sink is made from the job
 itself (not captured at submit time), a backend can keep jobs across restarts without the handlers
-changing. A job names its pictures by path (files in its own folder), never holds their bytes, and
+changing. A job names its pictures by path (files in its own folder) and by Telegram's
+``file_unique_id`` (what a distributed backend names their blobs by), never holds their bytes, and
 travels as a versioned JSON record.
 """
 
@@ -22,7 +23,7 @@ from nst_core.options import RenderOptions
 
 EventKind = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
 Refusal = Literal["busy", "queue_full", "shutting_down", "painter_down"]
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 1: before ``picture_ids``; still read
 
 
 def new_job_id() -> str:
@@ -40,6 +41,7 @@ class RenderJob:
     options: RenderOptions
     job_id: str = field(default_factory=new_job_id)
     meta: dict = field(default_factory=dict)  # the status message id; attempts after lost workers
+    picture_ids: tuple[str, ...] = ()  # Telegram's file_unique_id of the content, then of each style
 
     @property
     def kind(self) -> str:
@@ -54,17 +56,18 @@ class RenderJob:
         return {
             "v": RECORD_VERSION, "job_id": self.job_id, "user_id": self.user_id, "chat_id": self.chat_id,
             "content": str(self.content), "styles": [str(path) for path in self.styles],
-            "options": asdict(self.options), "meta": self.meta,
+            "options": asdict(self.options), "meta": self.meta, "picture_ids": list(self.picture_ids),
         }  # fmt: skip
 
     @classmethod
     def from_record(cls, record: dict) -> RenderJob:
-        if record.get("v") != RECORD_VERSION:
+        if record.get("v") not in (1, RECORD_VERSION):
             raise ValueError(f"unknown job record version {record.get('v')!r}")
         return cls(
             user_id=record["user_id"], chat_id=record["chat_id"], content=Path(record["content"]),
             styles=tuple(Path(path) for path in record["styles"]),
             options=RenderOptions(**record["options"]), job_id=record["job_id"], meta=record["meta"],
+            picture_ids=tuple(record.get("picture_ids", ())),
         )  # fmt: skip
 
 
@@ -125,7 +128,7 @@ class BackendError(Exception):
 
 
 class JobBackend(Protocol):
-    """What handlers may rely on. ``EmbeddedPool`` is the in-process implementation."""
+    """What handlers may rely on: ``EmbeddedPool`` in process, ``RedisBackend`` across machines."""
 
     async def start(self) -> None: ...
 
@@ -143,8 +146,14 @@ class JobBackend(Protocol):
         """Drop the user's jobs silently: nothing more is sent or written for them."""
         ...
 
-    def active_job(self, user_id: int) -> RenderJob | None: ...
+    async def active_job(self, user_id: int) -> RenderJob | None: ...
 
-    def estimate_wait_s(self, position: int, kind: str) -> float: ...
+    async def keep_result(self, job: RenderJob, png: Path) -> None:
+        """After delivery: keep the full-size PNG for the "Full-size file" button (retention period)."""
+        ...
 
-    def stats(self) -> BackendStats: ...
+    async def kept_result(self, user_id: int, job_id: str) -> bytes | None:
+        """The kept PNG, or None once it expired or the user said /forget."""
+        ...
+
+    async def stats(self) -> BackendStats: ...

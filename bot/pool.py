@@ -22,6 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from bot.config import Settings
 from bot.files import FileStore
@@ -90,7 +91,7 @@ class EmbeddedPool:
             raise BackendError("shutting_down")
         if len(self._down) == self.settings.workers_per_device:
             raise BackendError("painter_down")
-        if self.active_job(job.user_id) is not None or job.user_id in self._submitting:
+        if self._active_job(job.user_id) is not None or job.user_id in self._submitting:
             raise BackendError("busy")
         if len(self._pending) >= self.settings.queue_limit:
             raise BackendError("queue_full", waiting=len(self._pending))
@@ -107,7 +108,7 @@ class EmbeddedPool:
         return position
 
     async def cancel(self, user_id: int, keep_partial: bool = False) -> bool:
-        job = self.active_job(user_id)
+        job = self._active_job(user_id)
         if job is None:
             return False
         if job in self._pending:
@@ -135,7 +136,10 @@ class EmbeddedPool:
                     await task
                 await self._discard(job)
 
-    def active_job(self, user_id: int) -> RenderJob | None:
+    async def active_job(self, user_id: int) -> RenderJob | None:
+        return self._active_job(user_id)
+
+    def _active_job(self, user_id: int) -> RenderJob | None:
         for job in [*self._running.values(), *self._pending]:
             if job.user_id == user_id:
                 return job
@@ -148,7 +152,16 @@ class EmbeddedPool:
         running = sum(self._durations[j.kind] for j in self._running.values()) / 2
         return (ahead + running) / max(1, len(self._slots)) + self._durations[kind]
 
-    def stats(self) -> BackendStats:
+    async def keep_result(self, job: RenderJob, png: Path) -> None:
+        kept = self.files.result_path(job.user_id, job.job_id)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(png.replace, kept)  # a rename: atomic, never a half-written file
+
+    async def kept_result(self, user_id: int, job_id: str) -> bytes | None:
+        path = self.files.result_path(user_id, job_id)
+        return await asyncio.to_thread(path.read_bytes) if path.exists() else None
+
+    async def stats(self) -> BackendStats:
         return BackendStats(
             queued=len(self._pending), running=len(self._running), workers=len(self._workers),
             done=self._finished["done"], failed=self._finished["failed"], restarts=self.restarts,

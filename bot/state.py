@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from bot.conversation import Awaiting, Event, advance
 from nst_core.options import RenderOptions
@@ -51,6 +51,22 @@ class Render:
 
 
 @dataclass
+class Album:
+    """Pictures of one media group, collected until the group is complete (see ``handlers``).
+
+    Part of the user's state, so an album whose pictures reach different front ends is still one."""
+
+    group_id: str
+    chat_id: int
+    pictures: list[tuple[int, ImageRef]] = field(default_factory=list)  # (message id, picture)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> Album:
+        pictures = [(message_id, ImageRef(**ref)) for message_id, ref in fields["pictures"]]
+        return cls(fields["group_id"], fields["chat_id"], pictures)
+
+
+@dataclass
 class UserState:
     awaiting: Awaiting = "content"
     content: ImageRef | None = None
@@ -60,6 +76,7 @@ class UserState:
     renders: dict[str, Render] = field(default_factory=dict)  # job id -> render, oldest first
     mix_requested: bool = False  # /mix before the photo: styles to blend come after it
     refused: Render | None = None  # the render the queue refused, for its "Try again" button
+    album: Album | None = None  # an album still arriving
 
     @property
     def last(self) -> Render | None:
@@ -82,6 +99,11 @@ class UserState:
         self.advance("restart")
         self.clear_pictures()
 
+    def replace_with(self, other: UserState) -> None:
+        """Take every field of ``other`` (PTB hands handlers this object; a front end fills it from Redis)."""
+        for item in fields(self):
+            setattr(self, item.name, getattr(other, item.name))
+
     def to_json(self) -> str:
         return json.dumps({"v": STATE_VERSION, **asdict(self)}, separators=(",", ":"))
 
@@ -98,6 +120,7 @@ class UserState:
             renders={job_id: Render.from_dict(fields) for job_id, fields in data["renders"].items()},
             mix_requested=data["mix_requested"],
             refused=Render.from_dict(data["refused"]) if data["refused"] else None,
+            album=Album.from_dict(data["album"]) if data.get("album") else None,
         )
 
 

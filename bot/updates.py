@@ -19,10 +19,12 @@ from bot.ratelimit import PICTURE_ANSWER, REPLY, answering
 
 @dataclass(frozen=True)
 class AlbumDue:
-    """The album ``group_id`` of ``user_id`` has had no new picture for a while: hand it over."""
+    """The album ``group_id`` of ``user_id`` had ``seen`` pictures a while ago: if no new one came
+    since, it is complete and is handed over."""
 
     user_id: int
     group_id: str
+    seen: int
 
 
 def _carries_pictures(update: object) -> bool:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from PIL import Image
+
 from bot.files import write_atomically
 from bot.jobs import RenderJob
 from bot.messages import Advanced, Failed, Finished, Ready, Started
@@ -57,6 +59,14 @@ def failure_of(job_id: str, exc: BaseException) -> Failed:
     if isinstance(exc, ValueError):  # OptionsError included
         return Failed(job_id, "invalid_request", str(exc))
     return Failed(job_id, "generic")
+
+
+def decode_pictures(
+    blobs: list[bytes], limits: ImageLimits, max_side: int
+) -> tuple[Image.Image, list[Image.Image]]:
+    """A job's content and styles, decoded at the size the render needs (the content comes first)."""
+    content, *styles = [decode_image(blob, limits, max_side=max_side) for blob in blobs]
+    return content, styles
 
 
 def throttled(send: Callable[[float], None], interval_s: float) -> ProgressCallback:
@@ -140,9 +150,8 @@ class _Painter:
             self.events.send(failure)
 
     def _render(self, job: RenderJob, token: CancelToken) -> None:
-        side = job.options.max_side
-        content = decode_image(job.content.read_bytes(), self.limits, max_side=side)
-        styles = [decode_image(style.read_bytes(), self.limits, max_side=side) for style in job.styles]
+        blobs = [path.read_bytes() for path in (job.content, *job.styles)]
+        content, styles = decode_pictures(blobs, self.limits, job.options.max_side)
         report = throttled(
             lambda fraction: self.events.send(Advanced(job.job_id, fraction)), self.progress_interval_s
         )

@@ -59,6 +59,9 @@ def _pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, 
     return image, (height, width)
 
 
+StyleRequest = tuple[torch.Tensor, Sequence[torch.Tensor], RenderOptions]  # content, styles, options
+
+
 class Stylizer:
     """Encoder + decoder on one device, with an LRU cache of style statistics.
 
@@ -98,8 +101,8 @@ class Stylizer:
         return cls(encoder, decoder, torch_device, decoder_trained=trained)
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
-        if image.dim() != 4 or image.shape[:2] != (1, 3):
-            raise ValueError(f"expected an image tensor of shape (1, 3, H, W), got {tuple(image.shape)}")
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected image tensors of shape (N, 3, H, W), got {tuple(image.shape)}")
         return image.to(self.device, torch.float32).contiguous(memory_format=self.memory_format)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
@@ -148,14 +151,36 @@ class Stylizer:
         ``styles`` may have any sizes; ``options`` (checked when it was built) gives the mix weights,
         alpha and colour handling.
         """
-        weights = options.weights_for(len(styles))
-        content = content.to(torch.float32).cpu()
-        encoder_content, styles = color_inputs(
-            content, [s.to(torch.float32).cpu() for s in styles], options.preserve_color
-        )
+        return self.stylize_batch([(content, styles, options)])[0]
+
+    def stylize_batch(self, requests: Sequence[StyleRequest]) -> list[torch.Tensor]:
+        """Several contents of one size through the encoder and the decoder as one batch.
+
+        Each request keeps its own styles, weights, alpha and colour handling; only the two network
+        passes over the contents are shared, which is where a GPU gains from batching.
+        """
+        prepared = []
+        for content, styles, options in requests:
+            content = content.to(torch.float32).cpu()
+            encoder_content, network_styles = color_inputs(
+                content, [s.to(torch.float32).cpu() for s in styles], options.preserve_color
+            )
+            prepared.append((content, encoder_content, network_styles, options))
+        if len({tuple(item[1].shape) for item in prepared}) != 1:
+            raise ValueError("a batch needs contents of one size")
         with torch.inference_mode():
-            padded, (height, width) = _pad_to_multiple(encoder_content, DOWNSAMPLING)
-            target = self.target_features(self.encode(padded), styles, weights, options.alpha)
-            output = self.decoder(target)[..., :height, :width].clamp(0, 1)
-            output = output.float().cpu().contiguous()
-        return color_output(output, content, options.preserve_color)
+            padded, (height, width) = _pad_to_multiple(
+                torch.cat([item[1] for item in prepared]), DOWNSAMPLING
+            )
+            features = self.encode(padded)
+            targets = [
+                self.target_features(
+                    features[index : index + 1], styles, options.weights_for(len(styles)), options.alpha
+                )
+                for index, (_, _, styles, options) in enumerate(prepared)
+            ]
+            outputs = self.decoder(torch.cat(targets))[..., :height, :width].clamp(0, 1).float().cpu()
+        return [
+            color_output(outputs[index : index + 1].contiguous(), content, options.preserve_color)
+            for index, (content, _, _, options) in enumerate(prepared)
+        ]

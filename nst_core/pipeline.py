@@ -52,6 +52,28 @@ class Engine:
         image, stopped = self._render_hq(content_t, styles_t, options, progress, cancel)
         return Rendered(to_pil(image), stopped)
 
+    def render_batch(
+        self, requests: Sequence[tuple[Image.Image, Sequence[Image.Image], RenderOptions]]
+    ) -> list[Rendered]:
+        """Fast renders of several requests; those whose contents come out the same size share one
+        encoder and decoder pass (``Stylizer.stylize_batch``). Results keep the order of ``requests``."""
+        tensors = [
+            (to_tensor(fit_max_side(content, options.max_side)),
+             [to_tensor(fit_max_side(style, options.max_side)) for style in styles], options)
+            for content, styles, options in requests
+        ]  # fmt: skip
+        if any(options.hq for _, _, options in tensors):
+            raise ValueError("only fast renders are batched")
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, (content, _, _) in enumerate(tensors):
+            groups.setdefault(tuple(content.shape), []).append(index)
+        results: list[Rendered | None] = [None] * len(tensors)
+        for indices in groups.values():
+            outputs = self.stylizer.stylize_batch([tensors[index] for index in indices])
+            for index, output in zip(indices, outputs, strict=True):
+                results[index] = Rendered(to_pil(output))
+        return results  # type: ignore[return-value]
+
     def _render_hq(
         self,
         content: torch.Tensor,

@@ -80,28 +80,39 @@ class LocalBot:
 class BotProcess:
     """``python -m bot`` against an emulator, in a fresh session (signals can reach its whole process group).
 
-    For the tests of signals and kill -9, and for benchmarks that measure the bot process alone.
+    For the tests of signals and kill -9, and for benchmarks that measure the bot process alone;
+    ``module="bot.render_worker"`` runs a render worker with the same settings instead.
     """
 
-    def __init__(self, emulator: BotAPIEmulator, data_dir: Path, **settings) -> None:
+    def __init__(self, emulator: BotAPIEmulator, data_dir: Path, module: str = "bot", **settings) -> None:
         values = {
             "bot_token": emulator.token, "bot_api_url": emulator.base_url,
             "bot_file_url": emulator.base_file_url, "data_dir": data_dir, "poll_timeout_s": 1,
         } | settings  # fmt: skip
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("BOT_", "WEBHOOK_"))}
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("BOT_", "WEBHOOK_", "REDIS"))
+        }
         env |= {key.upper(): str(value) for key, value in values.items()}
         env["PYTHONPATH"] = str(PROJECT_ROOT)
         self.log_path = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"], cwd=data_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", module], cwd=data_dir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
 
     def wait_ready(self, emulator: BotAPIEmulator, timeout: float = 60.0) -> None:
         emulator.wait_for(lambda: emulator.commands or self.process.poll() is not None, timeout)
         assert self.process.poll() is None, self.output()
+
+    def wait_for_output(self, fragment: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while fragment not in self.output():
+            assert self.process.poll() is None and time.monotonic() < deadline, self.output()
+            time.sleep(0.05)
 
     def wait(self, timeout: float = 60.0) -> int:
         code = self.process.wait(timeout)

@@ -49,6 +49,11 @@ class StubEngine:
             stopped = _steps(options, progress, cancel)
         return Rendered(ImageOps.posterize(result, 3) if options.alpha > 0 else result, stopped)
 
+    def render_batch(
+        self, requests: list[tuple[Image.Image, list[Image.Image], RenderOptions]]
+    ) -> list[Rendered]:
+        return [self.render(content, styles, options) for content, styles, options in requests]
+
 
 def _steps(
     options: RenderOptions, progress: ProgressCallback | None, cancel: CancelToken | None

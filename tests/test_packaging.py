@@ -130,3 +130,13 @@ def test_health_is_a_recent_heartbeat(tmp_path):
     beat.touch()
     assert is_alive(beat)
     assert not is_alive(beat, now=time.time() + STALE_AFTER_S + 1)
+
+
+def test_the_scaled_compose_file_runs_redis_with_aof_two_front_ends_and_workers():
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert re.search(r"redis-server.*--appendonly\", \"yes\"", compose)
+    assert re.search(r"bot:\n(?:.*\n)*?\s+replicas: 2", compose)
+    assert '["atelier-worker"]' in compose and '"--device", "cuda"' in compose
+    assert "BACKEND: redis" in compose and "REDIS_URL: redis://redis:6379/0" in compose
+    grace = int(re.search(r"stop_grace_period:\s*(\d+)s", compose).group(1))
+    assert grace > Settings(_env_file=None).shutdown_grace_s

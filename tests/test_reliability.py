@@ -34,7 +34,7 @@ def idle(bot, user_id: int) -> None:
     async def busy() -> bool:
         pool = bot.application.bot_data.services.backend
         delivering = any(job.user_id == user_id for job, _ in pool._deliveries.values())
-        return pool.active_job(user_id) is not None or delivering
+        return await pool.active_job(user_id) is not None or delivering
 
     wait_until(lambda: not bot.run(busy()))
 
