@@ -134,3 +134,16 @@ def test_weights_must_match_the_styles(stylizer, content, style):
     with pytest.raises(OptionsError, match="at least one style"):
         stylizer.stylize(content, [])
     assert RenderOptions().weights_for(4) == (0.25,) * 4
+
+
+def test_a_batch_gives_each_request_what_it_would_get_alone(stylizer, content, style, style2):
+    requests = [
+        (content, [style], RenderOptions(alpha=0.6)),
+        (content.flip(-1), [style2], RenderOptions(preserve_color="luminance")),
+        (content, [style, style2], RenderOptions(weights=(0.3, 0.7))),
+    ]
+    batched = stylizer.stylize_batch(requests)
+    for (image, styles, options), output in zip(requests, batched, strict=True):
+        assert output.shape == image.shape
+        assert torch.allclose(output, stylizer.stylize(image, styles, options), atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1], atol=1e-3)  # each kept its own content and options
