@@ -15,11 +15,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.messages import Failure
 from nst_core.control import StopReason
 from nst_core.options import RenderOptions
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 EventKind = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
 Refusal = Literal["busy", "queue_full", "shutting_down", "painter_down"]
@@ -100,6 +103,23 @@ class JobEvent:
             data["kind"], job, image=image, size=size, stopped=data.get("stopped", "done"),
             failure=data.get("failure", "generic"), detail=data.get("detail", ""),
         )  # fmt: skip
+
+
+def render_deadline_s(job: RenderJob, settings: Settings) -> float:
+    """How long a render may run before it counts as hung: an HQ job's time budget plus a minute."""
+    if job.options.hq:
+        return (job.options.time_budget_s or settings.hq_time_budget_s) + 60.0
+    return settings.fast_timeout_s
+
+
+def initial_durations_s(settings: Settings) -> dict[str, float]:
+    """What a render takes, per kind, before one has been timed (for the first ETAs)."""
+    return {"fast": 5.0, "hq": settings.hq_time_budget_s / 2}
+
+
+def blended_duration_s(previous: float, seconds: float) -> float:
+    """The running estimate after one more render took ``seconds``: it follows recent renders."""
+    return 0.7 * previous + 0.3 * seconds
 
 
 EventSink = Callable[[JobEvent], Awaitable[None]]

@@ -26,7 +26,17 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.files import FileStore
-from bot.jobs import BackendError, BackendStats, EventSink, JobEvent, NotifierFactory, RenderJob
+from bot.jobs import (
+    BackendError,
+    BackendStats,
+    EventSink,
+    JobEvent,
+    NotifierFactory,
+    RenderJob,
+    blended_duration_s,
+    initial_durations_s,
+    render_deadline_s,
+)
 from bot.journal import JobJournal
 from bot.messages import Advanced, Cancel, Exited, Failed, Failure, Finished, Ready, Started, WorkerMessage
 from bot.storage import Database
@@ -72,7 +82,7 @@ class EmbeddedPool:
         self._slots: list[asyncio.Task] = []
         self._workers: dict[int, _Worker] = {}
         self._down: set[int] = set()  # slots whose worker failed to start repeatedly
-        self._durations = {"fast": 5.0, "hq": settings.hq_time_budget_s / 2}
+        self._durations = initial_durations_s(settings)
         self._closing = False
         self.restarts = 0
         self._finished = {"done": 0, "failed": 0}
@@ -312,11 +322,6 @@ class EmbeddedPool:
         await asyncio.sleep(DOWN_RETRY_S)
 
     # ------------------------------------------------------------------ running jobs
-    def _deadline(self, job: RenderJob) -> float:
-        if job.options.hq:
-            return (job.options.time_budget_s or self.settings.hq_time_budget_s) + 60.0
-        return self.settings.fast_timeout_s
-
     async def _slot_loop(self, slot: int) -> None:
         while not self._closing:
             worker = self._workers.get(slot)
@@ -351,7 +356,7 @@ class EmbeddedPool:
     async def _execute(self, worker: _Worker, job: RenderJob) -> tuple[JobEvent | None, bool]:
         """Run one job: (final event or None to run it again, whether the worker must be replaced)."""
         started_at = time.monotonic()
-        deadline = started_at + self._deadline(job)
+        deadline = started_at + render_deadline_s(job, self.settings)
         started = False
         try:
             worker.jobs.send(job)
@@ -379,7 +384,7 @@ class EmbeddedPool:
                     return JobEvent("cancelled", job, image=image, size=size), False
                 case Finished(stopped=stopped, size=size):
                     elapsed = time.monotonic() - started_at
-                    self._durations[job.kind] = 0.7 * self._durations[job.kind] + 0.3 * elapsed
+                    self._durations[job.kind] = blended_duration_s(self._durations[job.kind], elapsed)
                     return JobEvent("done", job, image=job.result_path, size=size, stopped=stopped), False
                 case Failed(failure=failure, detail=detail):
                     return JobEvent("failed", job, failure=failure, detail=detail), False

@@ -18,11 +18,17 @@ from redis.asyncio import Redis
 from bot import redis_keys as keys
 from bot.config import Settings
 from bot.files import FileStore
-from bot.jobs import BackendStats, JobEvent, NotifierFactory, RenderJob
+from bot.jobs import (
+    BackendStats,
+    JobEvent,
+    NotifierFactory,
+    RenderJob,
+    initial_durations_s,
+    render_deadline_s,
+)
 from bot.redis_jobs import HEARTBEAT_S, MAX_ATTEMPTS, JobStore, make_queues
 from bot.result_feed import ResultFeed
 
-DEFAULT_DURATION_S = {"fast": 5.0}
 DELETE_AFTER_FINISH = -1  # saq: drop its own job record as soon as the job finishes
 
 
@@ -53,7 +59,7 @@ class RedisBackend:
             await self.store.save_meta(job)  # the status message id, for whoever delivers the result
             await self.queues[job.kind].enqueue(
                 "render", key=job.job_id, kwargs={"user_id": job.user_id, "job_id": job.job_id},
-                timeout=int(self._deadline_s(job)) + 60, heartbeat=HEARTBEAT_S,
+                timeout=int(render_deadline_s(job, self.settings)) + 60, heartbeat=HEARTBEAT_S,
                 retries=MAX_ATTEMPTS + 1, ttl=DELETE_AFTER_FINISH,
             )  # fmt: skip
             await self.store.confirm(job)
@@ -107,11 +113,6 @@ class RedisBackend:
         )  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
-    def _deadline_s(self, job: RenderJob) -> float:
-        if job.options.hq:
-            return (job.options.time_budget_s or self.settings.hq_time_budget_s) + 60.0
-        return self.settings.fast_timeout_s
-
     async def _take_off_queue(self, job: RenderJob) -> None:
         """saq's abort: a queued job leaves the queue; a running one's task is cancelled (its token too)."""
         queue = self.queues[job.kind]
@@ -126,6 +127,6 @@ class RedisBackend:
     async def _estimate_wait_s(self, position: int, kind: str) -> float:
         """Jobs ahead at the recent fast-render time, over the workers, plus this job's own time."""
         recent = await self.redis.hgetall(keys.DURATIONS)
-        durations = DEFAULT_DURATION_S | {"hq": self.settings.hq_time_budget_s / 2}
+        durations = initial_durations_s(self.settings)
         durations |= {name.decode(): float(value) for name, value in recent.items()}
         return position * durations["fast"] / max(1, await self._workers()) + durations[kind]

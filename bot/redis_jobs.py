@@ -119,9 +119,6 @@ class JobStore:
     async def release(self, user_id: int, job_id: str) -> None:
         await self._release(keys=[keys.active(user_id), keys.IN_FLIGHT], args=[job_id])
 
-    async def in_flight(self) -> int:
-        return await self.redis.zcount(keys.IN_FLIGHT, time.time(), "+inf")
-
     async def active_job_id(self, user_id: int) -> str | None:
         value = await self.redis.get(keys.active(user_id))
         return value.decode() if value else None

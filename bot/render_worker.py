@@ -34,7 +34,7 @@ from bot import redis_keys as keys
 from bot.app import configure_logging
 from bot.config import Settings
 from bot.health import beat_forever, heartbeat_path
-from bot.jobs import JobEvent, RenderJob
+from bot.jobs import JobEvent, RenderJob, blended_duration_s, render_deadline_s
 from bot.redis_jobs import MAX_ATTEMPTS, JobStore, connect, make_queues
 from bot.worker import decode_pictures, failure_of, resolve_factory, throttled
 from nst_core.control import CancelToken, Rendered
@@ -58,7 +58,6 @@ class FastBatcher:
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="fast")
         self._waiting: list[tuple[tuple, asyncio.Future]] = []
         self._wake = asyncio.Event()
-        self.batches: list[int] = []  # sizes of the batches run, for the benchmark
 
     async def render(
         self, content: Image.Image, styles: list[Image.Image], options: RenderOptions
@@ -76,7 +75,6 @@ class FastBatcher:
             batch, self._waiting = self._waiting[: self.size], self._waiting[self.size :]
             if not self._waiting:
                 self._wake.clear()
-            self.batches.append(len(batch))
             try:
                 results = await loop.run_in_executor(
                     self.thread, self._render, [request for request, _ in batch]
@@ -135,7 +133,7 @@ class RenderWorker:
         async with self._watching(ctx["job"], job, token, keep):
             try:
                 event, png = await asyncio.wait_for(
-                    self._render(job, token, keep, started_at), self._deadline(job)
+                    self._render(job, token, keep, started_at), render_deadline_s(job, self.settings)
                 )
             except TimeoutError:
                 logger.critical("job %s overran its deadline; this worker exits for a fresh one", job_id)
@@ -144,11 +142,6 @@ class RenderWorker:
         if event.kind == "done":
             await self._record_duration(job.kind, time.time() - started_at)
         await self._finish(job, event, png)
-
-    def _deadline(self, job: RenderJob) -> float:
-        if job.options.hq:
-            return (job.options.time_budget_s or self.settings.hq_time_budget_s) + 60.0
-        return self.settings.fast_timeout_s
 
     @contextlib.asynccontextmanager
     async def _watching(
@@ -200,8 +193,6 @@ class RenderWorker:
                 rendered = await self.batcher.render(content, styles, job.options)
         except Exception as exc:
             failed = failure_of(job.job_id, exc)
-            if failed.failure == "generic":
-                logger.exception("job %s failed", job.job_id)
             return JobEvent("failed", job, failure=failed.failure, detail=failed.detail), None
         stopped = "cancelled" if token.cancelled else rendered.stopped  # a fast render ignores the token
         if stopped == "cancelled" and not keep.is_set():
@@ -220,7 +211,7 @@ class RenderWorker:
 
     async def _record_duration(self, kind: str, seconds: float) -> None:
         previous = await self.store.redis.hget(keys.DURATIONS, kind)
-        estimate = seconds if previous is None else 0.7 * float(previous) + 0.3 * seconds
+        estimate = seconds if previous is None else blended_duration_s(float(previous), seconds)
         await self.store.redis.hset(keys.DURATIONS, kind, estimate)
 
 

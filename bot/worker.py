@@ -18,7 +18,6 @@ import os
 import signal
 import threading
 import time
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,13 +50,15 @@ def resolve_factory(path: str):
 
 
 def failure_of(job_id: str, exc: BaseException) -> Failed:
-    """What kind of failure ``exc`` is; the detail is the engine's own sentence where it has one."""
+    """What kind of failure ``exc`` is; the detail is the engine's own sentence where it has one.
+    An unexpected one is logged with its trace here, for every worker kind alike."""
     if isinstance(exc, ImageError):
         return Failed(job_id, "bad_picture", str(exc))
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         return Failed(job_id, "out_of_memory")
     if isinstance(exc, ValueError):  # OptionsError included
         return Failed(job_id, "invalid_request", str(exc))
+    logger.error("job %s failed", job_id, exc_info=exc)
     return Failed(job_id, "generic")
 
 
@@ -144,10 +145,7 @@ class _Painter:
         try:
             self._render(job, token)
         except Exception as exc:  # report, never die on a bad job
-            failure = failure_of(job.job_id, exc)
-            if failure.failure == "generic":
-                logger.error("job %s failed:\n%s", job.job_id, traceback.format_exc())
-            self.events.send(failure)
+            self.events.send(failure_of(job.job_id, exc))
 
     def _render(self, job: RenderJob, token: CancelToken) -> None:
         blobs = [path.read_bytes() for path in (job.content, *job.styles)]
