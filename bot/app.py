@@ -201,9 +201,13 @@ async def start_bot(application: Application, settings: Settings) -> WebhookServ
     server = None
     if settings.webhook_url:
         secret = settings.webhook_secret.get_secret_value()
+        processor = application.update_processor
+        accept = (
+            processor.accept if isinstance(processor, RedisUpdateProcessor) else application.update_queue.put
+        )
         server = WebhookServer(
             application, settings.webhook_listen, settings.webhook_port, urlparse(settings.webhook_url).path,
-            secret,
+            secret, accept,
         )  # fmt: skip
         server.start()
         await application.bot.set_webhook(

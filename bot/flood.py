@@ -16,6 +16,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
 from bot import redis_keys
+from bot.redis_jobs import riding_out_restarts
 
 
 class FloodGuard(Protocol):
@@ -56,7 +57,12 @@ class RedisFloodGuard:
     def __init__(self, redis: Redis, redis_url: str, name: str, limit: int, window_s: float) -> None:
         self.redis, self.name = redis, name
         self.window_s = max(1, round(window_s))
-        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=redis_keys.LIMITS)
+        storage = RedisStorage(
+            f"async+{redis_url}",
+            implementation="redispy",
+            key_prefix=redis_keys.LIMITS,
+            **riding_out_restarts(),
+        )
         self.limiter = MovingWindowRateLimiter(storage)
         self.item = RateLimitItemPerSecond(limit, self.window_s, namespace=name)
 

@@ -333,8 +333,7 @@ async def stats_command(update: Update, context: Context) -> None:
     if update.effective_user.id not in svc.settings.admin_ids:
         await unknown_command(update, context)
         return
-    users = len(context.application.user_data)
-    await _reply(update, texts.STATS.format(**asdict(await svc.backend.stats()), users=users))
+    await _reply(update, texts.STATS.format(**asdict(await svc.backend.stats())))
 
 
 async def settings_command(update: Update, context: Context) -> None:

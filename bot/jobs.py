@@ -136,6 +136,7 @@ class BackendStats:
     done: int
     failed: int
     restarts: int
+    users: int  # with saved state: settings, or a conversation under way
 
 
 class BackendError(Exception):

@@ -8,12 +8,17 @@ is written on the database thread.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 from telegram.ext import BasePersistence, PersistenceInput
 
 from bot.state import UserState
 from bot.storage import Database
+
+
+def count_saved_users(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT count(*) FROM users").fetchone()[0]
 
 
 class SQLitePersistence(BasePersistence[UserState, dict, dict]):

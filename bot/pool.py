@@ -39,6 +39,7 @@ from bot.jobs import (
 )
 from bot.journal import JobJournal
 from bot.messages import Advanced, Cancel, Exited, Failed, Failure, Finished, Ready, Started, WorkerMessage
+from bot.persistence import count_saved_users
 from bot.storage import Database
 from bot.worker import worker_main
 from nst_core.cpu import usable_cpu_cores
@@ -70,6 +71,7 @@ class EmbeddedPool:
         self.settings = settings
         self.notifier = notifier
         self.files = files
+        self._database = database
         self._journal = JobJournal(database)
         self._pending: deque[RenderJob] = deque()
         self._running: dict[int, RenderJob] = {}
@@ -175,6 +177,7 @@ class EmbeddedPool:
         return BackendStats(
             queued=len(self._pending), running=len(self._running), workers=len(self._workers),
             done=self._finished["done"], failed=self._finished["failed"], restarts=self.restarts,
+            users=await self._database.run(count_saved_users),
         )  # fmt: skip
 
     async def stop(self) -> None:

@@ -110,6 +110,7 @@ class RedisBackend:
             queued=counts["queued"], running=counts["active"], workers=await self._workers(),
             done=int(delivered.get(b"done", 0)), failed=int(delivered.get(b"failed", 0)),
             restarts=int(delivered.get(b"retried", 0)),
+            users=len([key async for key in self.redis.scan_iter(match=keys.EVERY_STATE, count=1000)]),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ helpers

@@ -80,10 +80,15 @@ class SweepingQueue(RedisQueue):
         return await super().sweep(lock, abort)
 
 
-def connect(redis_url: str) -> Redis:
-    """A client that rides out a Redis restart: a dropped connection is retried, not raised."""
+def riding_out_restarts() -> dict:
+    """Client options under which a dropped connection is retried (for ~10 s), not raised."""
     retry = Retry(ExponentialBackoff(cap=2.0), retries=8)
-    return Redis.from_url(redis_url, retry=retry, retry_on_error=[RedisConnectionError, RedisTimeoutError])
+    return {"retry": retry, "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
+
+
+def connect(redis_url: str) -> Redis:
+    """A client that rides out a Redis restart."""
+    return Redis.from_url(redis_url, **riding_out_restarts())
 
 
 def make_queues(redis_url: str) -> dict[str, RedisQueue]:

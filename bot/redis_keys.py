@@ -15,6 +15,7 @@ RESULTS = f"{ROOT}:results"  # stream of final events; consumer group FRONT_ENDS
 PROGRESS = f"{ROOT}:progress"  # stream of started/progress events; consumer group FRONT_ENDS
 FRONT_ENDS = "front-ends"
 DURATIONS = f"{ROOT}:durations"  # hash: job kind -> recent render time (s), for ETAs
+INBOXES = f"{ROOT}:inboxes"  # sorted set: user id -> when their oldest unhandled update was accepted
 COUNTS = f"{ROOT}:counts"  # hash: results delivered ("done", "failed"), jobs retried after a lost worker
 QUEUES = {"fast": "atelier-fast", "hq": "atelier-hq"}  # saq queue names
 
@@ -23,12 +24,25 @@ def user_prefix(user_id: int) -> str:
     return f"{ROOT}:user:{user_id}:"
 
 
+EVERY_STATE = f"{ROOT}:user:*:state"  # a pattern: one key per user with saved state
+
+
 def state(user_id: int) -> str:
     return user_prefix(user_id) + "state"
 
 
 def lock(user_id: int) -> str:
     return user_prefix(user_id) + "lock"
+
+
+def inbox(user_id: int) -> str:
+    """Sorted set: updates a front end accepted (answered 200) but has not handled yet, by update_id."""
+    return user_prefix(user_id) + "inbox"
+
+
+def last_update(user_id: int) -> str:
+    """The highest update_id handled for the user: one at or below it is a repeat."""
+    return user_prefix(user_id) + "last-update"
 
 
 def active(user_id: int) -> str:

@@ -36,6 +36,7 @@ from bot.config import Settings
 from bot.health import beat_forever, heartbeat_path
 from bot.jobs import JobEvent, RenderJob, blended_duration_s, render_deadline_s
 from bot.redis_jobs import MAX_ATTEMPTS, JobStore, connect, make_queues
+from bot.tasks import cancel_and_wait
 from bot.worker import decode_pictures, failure_of, resolve_factory, throttled
 from nst_core.control import CancelToken, Rendered
 from nst_core.cpu import usable_cpu_cores
@@ -164,16 +165,12 @@ class RenderWorker:
             yield
         finally:
             token.cancel()  # the job is over, or its task was cancelled (an abort, a drain): stop rendering
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
     async def _render(
         self, job: RenderJob, token: CancelToken, keep: asyncio.Event, started_at: float
     ) -> tuple[JobEvent, bytes | None]:
         loop = asyncio.get_running_loop()
-        # The job's own thread for decoding and encoding too: after saq swept a job, work handed to
-        # the loop's default executor was seen never to come back (the job then hung).
         thread = self.hq_thread if job.options.hq else self.batcher.thread
 
         def report(fraction: float) -> None:
@@ -250,8 +247,7 @@ async def serve(settings: Settings) -> None:
     try:
         await asyncio.gather(*(worker.start() for worker in workers))
     finally:
-        for task in helpers:
-            task.cancel()
+        await cancel_and_wait(helpers)
         await redis.aclose()
         logger.info("render worker stopped")
 

@@ -26,6 +26,7 @@ from bot import redis_keys as keys
 from bot.files import write_atomically
 from bot.jobs import JobEvent, NotifierFactory, RenderJob
 from bot.redis_jobs import JobStore
+from bot.tasks import cancel_and_wait
 from nst_core.options import DEFAULT_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -53,14 +54,10 @@ class ResultFeed:
         ]
 
     async def stop(self, grace_s: float) -> None:
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await cancel_and_wait(self._loops)
         if self._deliveries:  # left unacknowledged: another front end takes them over
             _, late = await asyncio.wait(list(self._deliveries.values()), timeout=max(0.1, grace_s))
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await cancel_and_wait(late)
 
     async def _forever(self, step) -> None:
         """Run ``step`` again and again; Redis being away for a moment is logged, not fatal."""
@@ -112,7 +109,7 @@ class ResultFeed:
             logger.exception("delivering job %s failed", job_id)
             return
         finally:
-            keeping.cancel()
+            await cancel_and_wait([keeping])
         if event.kind in ("done", "failed"):
             await self.redis.hincrby(keys.COUNTS, event.kind)
         await self.store.clean(job, entry_id)

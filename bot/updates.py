@@ -27,6 +27,17 @@ class AlbumDue:
     seen: int
 
 
+@dataclass(frozen=True)
+class InboxDue:
+    """Updates of ``user_id`` that a front end accepted a while ago are still not handled (that front
+    end is stuck or gone): whoever gets this handles them, in order (``BACKEND=redis`` only)."""
+
+    user_id: int
+
+
+OWN_UPDATES = (AlbumDue, InboxDue)  # what the bot puts on its update queue itself; each has a user_id
+
+
 def _carries_pictures(update: object) -> bool:
     """Pictures come in bursts (pairs, albums, many users at once); their answers yield to commands."""
     if isinstance(update, AlbumDue):
@@ -53,7 +64,7 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
 
     @staticmethod
     def _key(update: object) -> int | None:
-        if isinstance(update, AlbumDue):
+        if isinstance(update, OWN_UPDATES):
             return update.user_id
         if not isinstance(update, Update):
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 import tornado.web
 from telegram import Update
@@ -19,12 +20,13 @@ from tornado.httpserver import HTTPServer
 logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+Accept = Callable[[Update], Awaitable[None]]  # takes an update in; once it returns, Telegram hears 200
 
 
 @tornado.web.stream_request_body
 class _UpdateHandler(tornado.web.RequestHandler):
-    def initialize(self, bot_application: Application, secret: str) -> None:
-        self.bot_application = bot_application
+    def initialize(self, bot_application: Application, accept: Accept, secret: str) -> None:
+        self.bot_application, self.accept = bot_application, accept
         self.secret = secret.encode()
         self.body = bytearray()
 
@@ -54,7 +56,7 @@ class _UpdateHandler(tornado.web.RequestHandler):
         except (ValueError, TypeError, KeyError) as exc:
             logger.warning("webhook: an update that could not be read (%s)", type(exc).__name__)
             raise tornado.web.HTTPError(400) from None
-        await self.bot_application.update_queue.put(update)
+        await self.accept(update)  # if this fails, Telegram gets a 500 and sends the update again
         self.set_status(200)
 
     def log_exception(self, typ, value, tb) -> None:  # 403s and 413s are expected; no tracebacks
@@ -63,8 +65,10 @@ class _UpdateHandler(tornado.web.RequestHandler):
 
 
 class WebhookServer:
-    def __init__(self, application: Application, listen: str, port: int, path: str, secret: str) -> None:
-        arguments = {"bot_application": application, "secret": secret}
+    def __init__(
+        self, application: Application, listen: str, port: int, path: str, secret: str, accept: Accept
+    ) -> None:
+        arguments = {"bot_application": application, "accept": accept, "secret": secret}
         routes = [(f"/{path.lstrip('/')}", _UpdateHandler, arguments)]
         self._server = HTTPServer(tornado.web.Application(routes), max_body_size=MAX_BODY_BYTES)
         self.listen, self.port = listen, port

@@ -130,6 +130,7 @@ class Sent:
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
     message: dict | None = None  # the message it produced, if any
+    at: float = field(default_factory=time.monotonic)  # when the bot made the call
 
 
 @dataclass
@@ -230,9 +231,15 @@ class BotAPIEmulator:
     def user(self, user_id: int, first_name: str = "Ada") -> EmulatedUser:
         return EmulatedUser(self, user_id, first_name)
 
-    def push_update(self, update: dict) -> None:
+    def numbered(self, update: dict) -> dict:
+        """The update with the next update_id, as Telegram numbers them."""
         with self._cond:
             update["update_id"] = next(self._update_ids)
+        return update
+
+    def push_update(self, update: dict) -> None:
+        with self._cond:  # numbered and queued at once: getUpdates hands them out in order
+            self.numbered(update)
             webhook = self.webhook
             if webhook is None:
                 self._updates.append(update)
@@ -568,6 +575,12 @@ class EmulatedUser:
                 }
             )
         return sizes
+
+    def undelivered_photo(self, data: bytes) -> dict:
+        """A photo update made and numbered like any, but never delivered: what a front end that
+        accepted it and then died leaves behind."""
+        message = self.api.new_message(self.user_id, self.sender, photo=self._photo_sizes(data))
+        return self.api.numbered({"message": message})
 
     def send_photo(self, data: bytes, media_group_id: str | None = None) -> dict:
         extra = {"media_group_id": media_group_id} if media_group_id else {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
 
 from bot import texts
+from bot.app import PERSISTENCE_INTERVAL_S
 from testkit.local_run import LocalBot
 from testkit.pictures import picture
 from tests.bot_helpers import bot_settings
@@ -53,10 +55,15 @@ def test_stats_are_for_admins_only(emulator, bot):
     admin.send_photo(picture(seed=2))
     admin.send_photo(picture(seed=3))
     admin.wait_photos(1)
+    time.sleep(PERSISTENCE_INTERVAL_S * 1.5)  # the admin's state reaches the database
     admin.send_text("/stats")
     report = admin.wait_text("Atelier status")
     assert "0 waiting, 0 painting on 1 worker(s)" in report
     assert "1 done, 0 failed, 0 worker restart(s)" in report
+    with sqlite3.connect(bot.settings.database_path) as db:
+        saved = {user_id for (user_id,) in db.execute("SELECT user_id FROM users")}
+    assert ADMIN in saved
+    assert f"Users with saved state: {len(saved)}" in report
     stranger_in_allowlist = emulator.user(MEMBER)
     stranger_in_allowlist.send_text("/stats")
     stranger_in_allowlist.wait_text("I don't know /stats")

@@ -3,96 +3,36 @@ its own process) behind a round-robin balancer, driven through the Bot API emula
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from redis import Redis
 
 from bot import redis_keys, texts
-from testkit.balancer import Balancer
-from testkit.emulator import BotAPIEmulator
-from testkit.local_run import BotProcess
+from bot.redis_jobs import connect
+from bot.redis_state import LEFT_ALONE_S, LOOK_EVERY_S, RedisUserStore
+from testkit.cluster import Cluster
 from testkit.pictures import picture
-from testkit.redis_server import RedisServer, free_port
 from testkit.stubs import HQ_STEP_S, HQ_STEPS
 from tests.bot_helpers import TEST_DEFAULTS, USER_IDS, image_size
 
-SECRET = "scale-out-test-secret"
 QUEUE_LIMIT = 6
-
-
-class Cluster:
-    """Redis, workers and front ends, each started and killed like in production."""
-
-    def __init__(self, folder, emulator: BotAPIEmulator) -> None:
-        self.folder, self.emulator = folder, emulator
-        self.redis_server = RedisServer(folder / "redis").start()
-        self.redis = Redis.from_url(self.redis_server.url)
-        self.ports = [free_port(), free_port()]
-        self.balancer = Balancer([f"http://127.0.0.1:{port}" for port in self.ports]).start()
-        self.front_ends: list[BotProcess | None] = [None, None]
-        self.workers: list[BotProcess] = []
-        self._starts = 0
-
-    def settings(self, **overrides) -> dict:
-        return TEST_DEFAULTS | {
-            "backend": "redis", "redis_url": self.redis_server.url, "queue_limit": QUEUE_LIMIT,
-            "result_claim_after_s": 2.0, "shutdown_grace_s": 1.0,
-        } | overrides  # fmt: skip
-
-    def _folder(self, name: str):
-        self._starts += 1
-        return self.folder / f"{name}-{self._starts}"
-
-    def start_front_end(self, index: int) -> BotProcess:
-        process = BotProcess(
-            self.emulator, self._folder(f"front-{index}"), **self.settings(
-                webhook_url=f"{self.balancer.url}/hook", webhook_listen="127.0.0.1",
-                webhook_port=self.ports[index], webhook_secret=SECRET,
-            ),
-        )  # fmt: skip
-        process.wait_for_output("Atelier is running")
-        self.front_ends[index] = process
-        return process
-
-    def start_worker(self) -> BotProcess:
-        process = BotProcess(
-            self.emulator, self._folder("worker"), module="bot.render_worker", **self.settings()
-        )
-        process.wait_for_output("render worker ready")
-        self.workers.append(process)
-        return process
-
-    def kill(self, process: BotProcess) -> None:
-        process.kill_group()
-        if process in self.workers:
-            self.workers.remove(process)
-        self.front_ends = [None if front is process else front for front in self.front_ends]
-
-    def keys_of(self, user_id: int) -> list[str]:
-        """Every key that names the user, wherever it is."""
-        return [key.decode() for key in self.redis.scan_iter(count=1000) if f":{user_id}:" in key.decode()]
-
-    def stop(self) -> None:
-        for process in [*self.front_ends, *self.workers]:
-            if process is not None:
-                process.kill_group()
-        self.balancer.stop()
-        self.redis.close()
-        self.redis_server.stop()
 
 
 @pytest.fixture(scope="module")
 def cluster(emulator, tmp_path_factory):
-    cluster = Cluster(tmp_path_factory.mktemp("scale"), emulator)
+    settings = TEST_DEFAULTS | {
+        "queue_limit": QUEUE_LIMIT,
+        "result_claim_after_s": 2.0,
+        "shutdown_grace_s": 1.0,
+    }
+    cluster = Cluster(tmp_path_factory.mktemp("scale"), emulator, **settings)
     try:
-        with ThreadPoolExecutor(4) as starting:
-            list(starting.map(lambda start: start(), [cluster.start_worker, cluster.start_worker]))
-            list(starting.map(cluster.start_front_end, [0, 1]))
-        yield cluster
+        yield cluster.start(workers=2)
     finally:
         cluster.stop()
 
@@ -140,6 +80,43 @@ def test_two_pictures_across_both_front_ends(cluster, person):
     assert image_size(document.files["document"]) == (200, 150)
 
 
+def test_an_album_whose_pictures_reach_both_front_ends(cluster, person):
+    sent_before = len(cluster.balancer.sent_to)
+    person.send_album([picture(110, 70, seed=16), picture(40, 40, seed=17), picture(50, 50, seed=18)])
+    photo = person.wait_photos(1)[0]
+    assert image_size(photo.files["photo"]) == (110, 70)
+    assert "2 styles mixed" in photo.params["caption"]
+    assert set(cluster.balancer.sent_to[sent_before:]) == {0, 1}
+
+
+def accept_as_a_front_end_would(cluster: Cluster, user_id: int, update: dict) -> None:
+    """Put an update in the user's inbox, as the webhook does before it answers 200."""
+
+    async def accept() -> None:
+        redis = connect(cluster.redis_server.url)
+        await RedisUserStore(redis).accept(user_id, update["update_id"], json.dumps(update))
+        await redis.aclose()
+
+    asyncio.run(accept())
+
+
+def test_an_update_left_by_a_front_end_that_died_comes_before_the_next(cluster, person):
+    content = person.undelivered_photo(picture(120, 90, seed=14))  # accepted, then its front end died
+    accept_as_a_front_end_would(cluster, person.user_id, content)
+    person.send_photo(picture(60, 60, seed=15))  # the style, sent after it: the other front end gets it
+    photo = person.wait_photos(1)[0]
+    assert image_size(photo.files["photo"]) == (120, 90)  # the content came first, as it was sent
+    assert sum("Now send the <b>style</b>" in text for text in person.texts()) == 1  # handled once
+
+
+def test_an_update_left_alone_is_handled_by_another_front_end(cluster, person):
+    accepted_at = time.monotonic()
+    accept_as_a_front_end_would(cluster, person.user_id, person.undelivered_photo(picture(80, 80, seed=19)))
+    person.wait_text("Now send the <b>style</b>", timeout=LEFT_ALONE_S + 3 * LOOK_EVERY_S)
+    assert time.monotonic() - accepted_at >= LEFT_ALONE_S  # a slow front end is given its time first
+    assert cluster.redis.zcard(redis_keys.INBOXES) == 0
+
+
 def test_a_worker_killed_mid_job_hands_it_to_the_other(cluster, person):
     hq_job(person)
     running = [w for w in cluster.workers if f"for user {person.user_id} " in w.output()]
@@ -151,9 +128,6 @@ def test_a_worker_killed_mid_job_hands_it_to_the_other(cluster, person):
     assert photo.params["caption"].startswith("High quality")
 
 
-@pytest.mark.skip(
-    reason="flaky on a 2-core box after other kills (see the session note); issue 15 stays open"
-)
 def test_a_front_end_killed_before_the_result_leaves_it_to_the_other(cluster, person):
     cluster.balancer.pin(0)
     hq_job(person)
@@ -187,9 +161,6 @@ def test_cancel_reaches_a_running_hq_job_and_keeps_its_best_image(cluster, perso
     assert time.monotonic() - pressed_at < HQ_STEPS * HQ_STEP_S / 2  # stopped long before its end
 
 
-@pytest.mark.skip(
-    reason="flaky on a 2-core box after other kills (see the session note); issue 15 stays open"
-)
 def test_one_job_per_user_and_the_cap_hold_across_replicas(cluster, person, emulator):
     for worker in list(cluster.workers):  # nothing finishes while the users pile up
         cluster.kill(worker)
