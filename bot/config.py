@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     # sharing Redis. Both roles read these same settings.
     backend: Literal["embedded", "redis"] = "embedded"
     redis_url: str = "redis://localhost:6379/0"
-    fast_batch_size: int = Field(8, ge=1, le=64, description="fast jobs a render worker runs as one batch")
+    fast_batch_size: int | None = Field(
+        None, ge=1, le=64,
+        description="fast jobs a render worker runs as one batch; unset: 8 on a GPU, 1 on a CPU",
+    )  # fmt: skip
     result_claim_after_s: float = Field(
         30.0, gt=0, description="a result a front end took but did not send goes to another after this"
     )

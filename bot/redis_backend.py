@@ -6,14 +6,18 @@
 - Cancel and "keep what you have" travel as a key the worker's cancel token reads; a job still
   queued is cancelled here at once (and taken off saq's queue).
 - Final events come back on a Redis stream (``bot.result_feed``): any front end may deliver them.
+- ``/forget`` deletes the user's keys and tells every front end, which deletes its local copies of
+  their pictures (a front end down at that moment deletes them when the retention period ends).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot import redis_keys as keys
 from bot.config import Settings
@@ -28,6 +32,9 @@ from bot.jobs import (
 )
 from bot.redis_jobs import HEARTBEAT_S, MAX_ATTEMPTS, JobStore, make_queues
 from bot.result_feed import ResultFeed
+from bot.tasks import cancel_and_wait
+
+logger = logging.getLogger(__name__)
 
 DELETE_AFTER_FINISH = -1  # saq: drop its own job record as soon as the job finishes
 
@@ -38,12 +45,15 @@ class RedisBackend:
         self.store = JobStore(redis)
         self.queues = make_queues(settings.redis_url)
         self.feed = ResultFeed(self.store, notifier, settings.result_claim_after_s)
+        self._forgetting: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.feed.start()
+        self._forgetting = asyncio.create_task(self._forget_what_others_forget(), name="forgotten")
 
     async def stop(self) -> None:
         """Stop taking results; one being sent is finished (or left on the stream for another front end)."""
+        await cancel_and_wait([self._forgetting] if self._forgetting else [])
         await self.feed.stop(self.settings.shutdown_grace_s)
         for queue in self.queues.values():
             await queue.disconnect()
@@ -85,6 +95,7 @@ class RedisBackend:
         if job is not None:
             await self._take_off_queue(job)
         await self.store.forget_user(user_id)
+        await self.redis.publish(keys.FORGOTTEN, user_id)
 
     async def active_job(self, user_id: int) -> RenderJob | None:
         job_id = await self.store.active_job_id(user_id)
@@ -112,6 +123,18 @@ class RedisBackend:
             restarts=int(delivered.get(b"retried", 0)),
             users=len([key async for key in self.redis.scan_iter(match=keys.EVERY_STATE, count=1000)]),
         )  # fmt: skip
+
+    async def _forget_what_others_forget(self) -> None:
+        """A /forget on any front end: this one deletes its cached copies of the user's pictures too."""
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(keys.FORGOTTEN)
+                    async for message in pubsub.listen():
+                        await asyncio.to_thread(self.files.forget_user, int(message["data"]))
+            except RedisError:
+                logger.warning("lost the /forget channel; subscribing again", exc_info=True)
+                await asyncio.sleep(1.0)
 
     # ------------------------------------------------------------------ helpers
     async def _take_off_queue(self, job: RenderJob) -> None:

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import torch
 from PIL import Image
 from saq import Worker
 
@@ -40,6 +41,7 @@ from bot.tasks import cancel_and_wait
 from bot.worker import decode_pictures, failure_of, resolve_factory, throttled
 from nst_core.control import CancelToken, Rendered
 from nst_core.cpu import usable_cpu_cores
+from nst_core.device import resolve_device
 from nst_core.images import ImageLimits, encode_image
 from nst_core.options import RenderOptions
 
@@ -48,6 +50,7 @@ TOUCH_EVERY_S = 1.0
 SWEEP_EVERY_S = 1
 CANCEL_POLL_S = 0.2  # a cancel reaches a running job within this
 BATCH_WINDOW_S = 0.02  # fast jobs taken together arrive within this of each other
+GPU_BATCH = 8
 SHUTDOWN_GRACE_S = 20
 
 
@@ -72,7 +75,8 @@ class FastBatcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            await asyncio.sleep(BATCH_WINDOW_S)
+            if self.size > 1:
+                await asyncio.sleep(BATCH_WINDOW_S)
             batch, self._waiting = self._waiting[: self.size], self._waiting[self.size :]
             if not self._waiting:
                 self._wake.clear()
@@ -110,10 +114,10 @@ class FastBatcher:
 class RenderWorker:
     """The saq job function and what it needs: models, limits, the job store, the two render threads."""
 
-    def __init__(self, settings: Settings, engine: Any, store: JobStore) -> None:
+    def __init__(self, settings: Settings, engine: Any, store: JobStore, batch_size: int) -> None:
         self.settings, self.engine, self.store = settings, engine, store
         self.limits = ImageLimits(max_bytes=settings.max_download_bytes, max_pixels=settings.max_pixels)
-        self.batcher = FastBatcher(engine, settings.fast_batch_size)
+        self.batcher = FastBatcher(engine, batch_size)
         self.hq_thread = ThreadPoolExecutor(1, thread_name_prefix="hq")
 
     async def render(self, ctx: dict, *, user_id: int, job_id: str) -> None:
@@ -212,6 +216,14 @@ class RenderWorker:
         await self.store.redis.hset(keys.DURATIONS, kind, estimate)
 
 
+def batch_size_for(settings: Settings) -> int:
+    """``FAST_BATCH_SIZE``, else by device: a batch pays off on a GPU, while on a CPU batches of 8 and
+    32 were measured 12-14 % slower per image than one at a time (benchmarks/RESULTS.md)."""
+    if settings.fast_batch_size is not None:
+        return settings.fast_batch_size
+    return GPU_BATCH if resolve_device(settings.device).type == "cuda" else 1
+
+
 async def serve(settings: Settings) -> None:
     """Load the models, then serve both queues until SIGTERM or SIGINT, then drain."""
     engine = await asyncio.to_thread(
@@ -221,7 +233,8 @@ async def serve(settings: Settings) -> None:
         str(settings.vgg_path) if settings.vgg_path else None,
     )
     redis = connect(settings.redis_url)
-    renderer = RenderWorker(settings, engine, JobStore(redis))
+    batch_size = batch_size_for(settings)
+    renderer = RenderWorker(settings, engine, JobStore(redis), batch_size)
     queues = make_queues(settings.redis_url)
     common = {
         "timers": {"sweep": SWEEP_EVERY_S},
@@ -229,7 +242,7 @@ async def serve(settings: Settings) -> None:
         "shutdown_grace_period_s": SHUTDOWN_GRACE_S,
     }
     workers = [
-        Worker(queues["fast"], [("render", renderer.render)], concurrency=settings.fast_batch_size, **common),
+        Worker(queues["fast"], [("render", renderer.render)], concurrency=batch_size, **common),
         Worker(queues["hq"], [("render", renderer.render)], concurrency=1, **common),
     ]
     loop = asyncio.get_running_loop()
@@ -241,9 +254,7 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(renderer.batcher.run_forever()),
         asyncio.create_task(beat_forever(heartbeat_path(settings.data_dir))),
     ]
-    logger.info(
-        "render worker ready on %s (fast batches of up to %d)", settings.device, settings.fast_batch_size
-    )
+    logger.info("render worker ready on %s (fast batches of up to %d)", settings.device, batch_size)
     try:
         await asyncio.gather(*(worker.start() for worker in workers))
     finally:
@@ -259,8 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"device": args.device} if args.device else {}
     settings = Settings(**overrides)
     configure_logging(settings)
-    import torch
-
     if settings.device == "cpu" or not torch.cuda.is_available():
         torch.set_num_threads(usable_cpu_cores())
     asyncio.run(serve(settings))

@@ -74,6 +74,18 @@ class Cluster:
         """Every key that names the user, wherever it is."""
         return [key.decode() for key in self.redis.scan_iter(count=1000) if f":{user_id}:" in key.decode()]
 
+    def local_pictures_of(self, user_id: int) -> dict[int, list[Path]]:
+        """Front end index -> the user's pictures and results on its disk."""
+        return {
+            index: [
+                path
+                for kind in ("pictures", "results")
+                for path in (front.data_dir / kind / str(user_id)).glob("*")
+            ]
+            for index, front in enumerate(self.front_ends)
+            if front is not None
+        }
+
     def stop(self) -> None:
         for process in [*self.front_ends, *self.workers]:
             if process is not None:

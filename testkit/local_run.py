@@ -96,6 +96,7 @@ class BotProcess:
         }
         env |= {key.upper(): str(value) for key, value in values.items()}
         env["PYTHONPATH"] = str(PROJECT_ROOT)
+        self.data_dir = data_dir
         self.log_path = data_dir.parent / f"{data_dir.name}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -205,17 +205,19 @@ def test_queued_jobs_survive_a_redis_restart(cluster, person, emulator):
     assert image_size(photo.files["photo"]) == (80, 60)
 
 
-def test_forget_leaves_no_key_for_the_user(cluster, person):
+def test_forget_leaves_no_key_for_the_user_and_no_picture_on_any_front_end(cluster, person):
     person.send_photo(picture(80, 60, seed=12))
     person.send_photo(picture(40, 40, seed=13))
     person.wait_photos(1)
     person.send_text("/alpha 0.5")
     person.wait_text("0.5")
     assert cluster.keys_of(person.user_id)  # their state and kept result
+    assert all(cluster.local_pictures_of(person.user_id).values())  # each front end fetched a picture
     person.send_text("/forget")
     person.wait_text(texts.FORGET_DONE[:20])
-    time.sleep(0.5)  # the front end saves nothing after the reply
+    time.sleep(0.5)  # the front end saves nothing after the reply; the other hears of it at once
     assert cluster.keys_of(person.user_id) == []
+    assert not any(cluster.local_pictures_of(person.user_id).values())
 
 
 def test_sigterm_drains_a_worker(cluster):
