@@ -19,6 +19,9 @@ from nst_core.vgg import VGGEncoder, get_encoder
 
 ENCODER_LAYER = "relu4_1"
 DOWNSAMPLING = 8  # relu4_1 sits after three 2x2 pools
+# The decoder paints a band along the picture's edges where the encoder saw its zero padding; the
+# content is mirrored outwards by this much before encoding and the band is cropped off after.
+BORDER_PAD = 16
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,20 @@ def mix_stats(stats: Sequence[StyleStats], weights: Sequence[float]) -> StyleSta
     return StyleStats(mean, std)  # type: ignore[arg-type]
 
 
-def _pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+def _pad(image: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+    """Mirror the picture outwards (repeat its edge where it is too small to mirror that far)."""
+    if not (left or right or top or bottom):
+        return image
     height, width = image.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
-    return image, (height, width)
+    mode = "reflect" if max(top, bottom) < height and max(left, right) < width else "replicate"
+    return F.pad(image, (left, right, top, bottom), mode=mode)
+
+
+def _padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
+    """``border`` pixels all round, then up to a multiple of ``DOWNSAMPLING`` on the right and bottom."""
+    height, width = image.shape[-2] + 2 * border, image.shape[-1] + 2 * border
+    right, bottom = border + (-width % DOWNSAMPLING), border + (-height % DOWNSAMPLING)
+    return _pad(image, border, right, border, bottom)
 
 
 StyleRequest = tuple[torch.Tensor, Sequence[torch.Tensor], RenderOptions]  # content, styles, options
@@ -77,6 +87,7 @@ class Stylizer:
         device: torch.device,
         decoder_trained: bool = True,
         cache_size: int = 64,
+        border_pad: int = BORDER_PAD,
     ) -> None:
         self.device = device
         memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
@@ -86,6 +97,7 @@ class Stylizer:
         self.decoder_trained = decoder_trained
         self._cache: OrderedDict[str, StyleStats] = OrderedDict()
         self._cache_size = cache_size
+        self.border_pad = border_pad
         self._lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
@@ -168,18 +180,18 @@ class Stylizer:
             prepared.append((content, encoder_content, network_styles, options))
         if len({tuple(item[1].shape) for item in prepared}) != 1:
             raise ValueError("a batch needs contents of one size")
+        contents = torch.cat([item[1] for item in prepared])
+        border, (height, width) = self.border_pad, contents.shape[-2:]
         with torch.inference_mode():
-            padded, (height, width) = _pad_to_multiple(
-                torch.cat([item[1] for item in prepared]), DOWNSAMPLING
-            )
-            features = self.encode(padded)
+            features = self.encode(_padded_for_encoding(contents, border))
             targets = [
                 self.target_features(
                     features[index : index + 1], styles, options.weights_for(len(styles)), options.alpha
                 )
                 for index, (_, _, styles, options) in enumerate(prepared)
             ]
-            outputs = self.decoder(torch.cat(targets))[..., :height, :width].clamp(0, 1).float().cpu()
+            outputs = self.decoder(torch.cat(targets))[..., border : border + height, border : border + width]
+            outputs = outputs.clamp(0, 1).float().cpu()
         return [
             color_output(outputs[index : index + 1].contiguous(), content, options.preserve_color)
             for index, (content, _, _, options) in enumerate(prepared)

@@ -5,8 +5,10 @@
 
 Rows are contents, columns are styles; the first row and column show the inputs. Printed numbers
 are the training objective's content loss L_c and style loss L_s (see ``nst_core.losses``),
-averaged over all pairs, for alpha = 1 and alpha = 0.5, and the self-reconstruction PSNR: each
-content stylized with itself as the style should come back close to itself.
+averaged over all pairs, for alpha = 1 and alpha = 0.5; the self-reconstruction PSNR: each
+content stylized with itself as the style should come back close to itself; and the border step
+(``border_step``) of the results at alpha = 1, beside that of the photos themselves: a decoder that
+paints a frame around its pictures shows a larger one.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean
 
 import torch
 from PIL import Image, ImageOps
 from torch.nn import functional as F
 
-from nst_core.adain import ENCODER_LAYER, Stylizer
+from nst_core.adain import BORDER_PAD, ENCODER_LAYER, Stylizer
 from nst_core.images import IMAGE_SUFFIXES, fit_max_side, load_image
 from nst_core.losses import (
     ADAIN_STYLE_LAYERS,
@@ -33,6 +36,9 @@ from nst_core.tensors import to_pil, to_tensor
 from nst_core.train import list_images
 
 ALPHAS = (1.0, 0.5)
+BAND, INSIDE, SEGMENT = 6, 12, 32  # border_step: the outermost band, the strip inside it, and the
+# stretches of edge compared at a time (long enough to average out texture, short enough to see a
+# stripe along part of an edge), in pixels
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class EvalResult:
     style_loss: dict[float, float]  # alpha -> mean L_s
     pairs: int
     self_psnr_db: float  # mean PSNR of each content stylized with itself as the style
+    border_steps: list[float]  # border_step of each result at alpha = 1
+    photo_border_steps: list[float]  # border_step of each content photo, for reference
+    border_excess: list[float]  # each result's border_step minus its photo's (photos may have frames)
 
 
 def _quantize(image: torch.Tensor) -> torch.Tensor:
@@ -51,6 +60,23 @@ def psnr_db(output: torch.Tensor, reference: torch.Tensor) -> float:
     """PSNR in dB of two images in [0, 1], after 8-bit quantization as a user would receive them."""
     mse = float(F.mse_loss(_quantize(output), _quantize(reference)))
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def border_step(image: torch.Tensor) -> float:
+    """How much a picture's edge stands out: for each of the four edges, the mean absolute RGB
+    difference (0-255) between the outermost ``BAND`` pixels and the ``INSIDE`` pixels next to them,
+    compared stretch by stretch (``SEGMENT`` pixels, half overlapping) along the edge; the largest of
+    the four. A painted frame is a step there that the photo does not have."""
+    pixels = image[0].float() * 255  # (3, H, W)
+    edges = (pixels, pixels.flip(1), pixels.transpose(1, 2), pixels.transpose(1, 2).flip(1))
+    steps = []
+    for edge in edges:  # each turned so that its edge is the first rows: top, bottom, left, right
+        segment = min(SEGMENT, edge.shape[-1])
+        stretches = {"kernel_size": segment, "stride": max(1, segment // 2)}
+        band = F.avg_pool1d(edge[:, :BAND].mean(1).unsqueeze(0), **stretches)
+        inside = F.avg_pool1d(edge[:, BAND : BAND + INSIDE].mean(1).unsqueeze(0), **stretches)
+        steps.append(float((band - inside).abs().mean()))
+    return max(steps)
 
 
 def images_in(folder: Path, split: str | None, limit: int) -> list[Path]:
@@ -71,11 +97,12 @@ def evaluate(
     for col, style in enumerate(style_images, start=1):
         grid.paste(ImageOps.fit(style, cell), (col * size, 0))
     sums = {alpha: [0.0, 0.0] for alpha in ALPHAS}
-    psnrs = []
+    psnrs, borders, photo_borders, excess = [], [], [], []
     for row, content_path in enumerate(contents, start=1):
         content_image = fit_max_side(load_image(content_path), size)
         grid.paste(ImageOps.fit(content_image, cell), (0, row * size))
         content = to_tensor(content_image)
+        photo_borders.append(border_step(content))
         psnrs.append(psnr_db(stylizer.stylize(content, [content]), content))
         with torch.inference_mode():
             content_features = stylizer.encode(content)
@@ -91,6 +118,8 @@ def evaluate(
                     sums[alpha][0] += float(adain_content_loss(output_features[ENCODER_LAYER], target))
                     sums[alpha][1] += float(adain_style_loss(output_features, style_stats))
                 if alpha == 1.0:
+                    borders.append(border_step(output))
+                    excess.append(borders[-1] - photo_borders[-1])
                     grid.paste(ImageOps.fit(to_pil(output), cell), (col * size, row * size))
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(grid_path)
@@ -100,6 +129,9 @@ def evaluate(
         {a: v[1] / pairs for a, v in sums.items()},
         pairs,
         sum(psnrs) / len(psnrs),
+        borders,
+        photo_borders,
+        excess,
     )
 
 
@@ -115,17 +147,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=6, help="at most this many images per folder")
     parser.add_argument("--decoder", default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--border-pad", type=int, default=BORDER_PAD, help="pixels mirrored around the content (0: none)"
+    )
     args = parser.parse_args(argv)
     for folder in (args.content_dir, args.style_dir):
         if not folder.is_dir():
             print(f"error: folder not found: {folder}")
             return 2
     stylizer = Stylizer.load(device=args.device, decoder_path=args.decoder)
+    stylizer.border_pad = args.border_pad
     contents = images_in(args.content_dir, args.split, args.limit)
     styles = images_in(args.style_dir, args.split, args.limit)
     result = evaluate(stylizer, contents, styles, args.size, args.output)
     print(f"{result.pairs} pairs, grid written to {args.output}")
     print(f"self-reconstruction (each photo as its own style): PSNR {result.self_psnr_db:.2f} dB")
+    steps, excess = result.border_steps, result.border_excess
+    print(
+        f"border step: results mean {mean(steps):.1f}, max {max(steps):.1f}; "
+        f"the photos themselves mean {mean(result.photo_border_steps):.1f}; "
+        f"results over their photo mean {mean(excess):+.1f}, max {max(excess):+.1f}"
+    )
     for alpha in ALPHAS:
         print(
             f"alpha={alpha}: content loss {result.content_loss[alpha]:.4f}, "
