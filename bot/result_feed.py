@@ -154,9 +154,9 @@ class ResultFeed:
         job, _ = found
         job.meta["started_at"] = float(fields[b"started_at"])
         kind, fraction = fields[b"kind"].decode(), float(fields[b"fraction"])
-        status_message = job.meta.get("status_message_id")
+        before = dict(job.meta)
         await self.notifier(job)(JobEvent(kind, job, fraction=fraction))
-        if job.meta.get("status_message_id") != status_message:
+        if job.meta != before:  # the status message, the first report's time: for the next front end
             await self.store.save_meta(job)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot import texts
@@ -112,7 +114,10 @@ def test_hq_progress_and_result(user):
     photo, size = result_photo(user)
     assert photo.params["caption"].startswith("High quality") and size == (160, 120)
     percents = [t for t in user.texts() if "% done" in t]
-    assert len(percents) >= 2
+    reports = [t for t in percents if not t.startswith("High quality painting: 0%")]
+    assert reports
+    assert "about … left" in reports[0]  # no pace yet at the first report
+    assert all(re.search(r"about \d+ s left", t) for t in reports[1:])  # the stub's job takes 3 s
 
 
 @pytest.mark.parametrize(
