@@ -50,7 +50,7 @@ train: $(STAMP)
 		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
 
 bench-adain: $(STAMP)
-	$(BIN)/python benchmarks/adain_speed.py
+	$(BIN)/python -m benchmarks.adain_speed
 
 bench-load: $(STAMP)
 	$(BIN)/python -m benchmarks.bot_load

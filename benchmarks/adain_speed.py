@@ -1,6 +1,6 @@
 """AdaIN latency at 512² and 1024², style cached and uncached, against this machine's sgemm peak.
 
-    python benchmarks/adain_speed.py [--repeats 5] [--device cpu]
+    python -m benchmarks.adain_speed [--repeats 5] [--device cpu]
 
 The FLOP floor is the convolution work (2·Cin·Cout·9·Hout·Wout per conv, counted with hooks)
 divided by the sgemm rate measured in the same run (torch matmul 4096²).
@@ -9,13 +9,13 @@ divided by the sgemm rate measured in the same run (torch matmul 4096²).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
 from torch import nn
 
+from benchmarks.machine import describe_cpu
 from nst_core.adain import Stylizer
 from nst_core.device import resolve_device, use_all_cpu_cores
 
@@ -74,7 +74,7 @@ def main() -> None:
     stylizer = Stylizer.load(device=str(device))
     peak = sgemm_gflops()
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"machine: {describe_cpu()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, device {device}"
     )
     print(f"sgemm peak (4096² matmul): {peak:.0f} GFLOP/s\n")

@@ -13,7 +13,6 @@ Wall times include process start and model loading for both.
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
+from benchmarks.machine import describe_cpu
 from nst_core.device import use_all_cpu_cores
 from nst_core.gatys import GatysConfig, GatysOptimizer
 from nst_core.images import load_image
@@ -124,7 +124,7 @@ def main() -> None:
         return float(c), float(s)
 
     print(
-        f"machine: {platform.machine()} {platform.processor()}, {torch.get_num_threads()} threads, "
+        f"machine: {describe_cpu()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}; size {args.size}², style {args.style.name}\n"
     )
     print("| run | wall (s) | content distance | style distance |")

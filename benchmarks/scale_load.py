@@ -22,17 +22,15 @@ API emulator; only the machine is shared. Three measurements:
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from PIL import Image
-
 from benchmarks.bot_load import percentile, probe_help
 from benchmarks.machine import describe_cpu
+from nst_core.images import decode_image
 from testkit.balancer import Balancer
 from testkit.cluster import Cluster
 from testkit.emulator import BotAPIEmulator, EmulatedUser
@@ -158,8 +156,8 @@ def micro_batches(sizes: list[int], side: int) -> dict[int, float]:
     largest = max(sizes)
     requests = [
         (
-            _image(picture(side, side, seed=i)),
-            [_image(picture(STYLE_SIDE, STYLE_SIDE, seed=500 + i))],
+            decode_image(picture(side, side, seed=i)),
+            [decode_image(picture(STYLE_SIDE, STYLE_SIDE, seed=500 + i))],
             options,
         )
         for i in range(largest)
@@ -171,10 +169,6 @@ def micro_batches(sizes: list[int], side: int) -> dict[int, float]:
         engine.render_batch(requests[:size])
         rates[size] = size / (time.perf_counter() - started)
     return rates
-
-
-def _image(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 # ---------------------------------------------------------------------------- report

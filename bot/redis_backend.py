@@ -13,11 +13,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot import redis_keys as keys
 from bot.config import Settings
@@ -30,11 +28,9 @@ from bot.jobs import (
     initial_durations_s,
     render_deadline_s,
 )
-from bot.redis_jobs import HEARTBEAT_S, MAX_ATTEMPTS, JobStore, make_queues
+from bot.redis_jobs import HEARTBEAT_S, MAX_ATTEMPTS, JobStore, make_queues, repeat
 from bot.result_feed import ResultFeed
 from bot.tasks import cancel_and_wait
-
-logger = logging.getLogger(__name__)
 
 DELETE_AFTER_FINISH = -1  # saq: drop its own job record as soon as the job finishes
 
@@ -49,7 +45,7 @@ class RedisBackend:
 
     async def start(self) -> None:
         await self.feed.start()
-        self._forgetting = asyncio.create_task(self._forget_what_others_forget(), name="forgotten")
+        self._forgetting = asyncio.create_task(repeat(self._forget_what_others_forget), name="forgotten")
 
     async def stop(self) -> None:
         """Stop taking results; one being sent is finished (or left on the stream for another front end)."""
@@ -126,15 +122,10 @@ class RedisBackend:
 
     async def _forget_what_others_forget(self) -> None:
         """A /forget on any front end: this one deletes its cached copies of the user's pictures too."""
-        while True:
-            try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(keys.FORGOTTEN)
-                    async for message in pubsub.listen():
-                        await asyncio.to_thread(self.files.forget_user, int(message["data"]))
-            except RedisError:
-                logger.warning("lost the /forget channel; subscribing again", exc_info=True)
-                await asyncio.sleep(1.0)
+        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(keys.FORGOTTEN)
+            async for message in pubsub.listen():
+                await asyncio.to_thread(self.files.forget_user, int(message["data"]))
 
     # ------------------------------------------------------------------ helpers
     async def _take_off_queue(self, job: RenderJob) -> None:

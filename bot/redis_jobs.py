@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from saq.queue.redis import RedisQueue
 
 from bot import redis_keys as keys
 from bot.jobs import BackendError, JobEvent, RenderJob
 
+logger = logging.getLogger(__name__)
+RETRY_AFTER_ERROR_S = 1.0
 JOB_LIFETIME_S = 6 * 3600  # a job not delivered by then is dropped, and its user may send another
 RESERVATION_S = 60  # a front end that dies while submitting blocks its user no longer than this
 PROGRESS_KEPT = 10_000  # the progress stream is trimmed to about this many entries
@@ -84,6 +89,16 @@ def riding_out_restarts() -> dict:
     """Client options under which a dropped connection is retried (for ~10 s), not raised."""
     retry = Retry(ExponentialBackoff(cap=2.0), retries=8)
     return {"retry": retry, "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
+
+
+async def repeat(step: Callable[[], Awaitable[object]]) -> None:
+    """Run ``step`` again and again; Redis being away for a moment is logged, not fatal."""
+    while True:
+        try:
+            await step()
+        except RedisError:
+            logger.warning("Redis error in %s; retrying", step.__name__, exc_info=True)
+            await asyncio.sleep(RETRY_AFTER_ERROR_S)
 
 
 def connect(redis_url: str) -> Redis:

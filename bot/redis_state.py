@@ -17,22 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from telegram import Update
 from telegram.ext import Application
 
 from bot import redis_keys as keys
+from bot.redis_jobs import repeat
 from bot.state import UserState
 from bot.tasks import cancel_and_wait
-from bot.updates import OWN_UPDATES, InboxDue, PerUserUpdateProcessor
+from bot.updates import InboxDue, PerUserUpdateProcessor, user_of
 
-logger = logging.getLogger(__name__)
 LOCK_HELD_S = 120.0  # longer than any handler (a download included); a crashed holder frees it then
 LOCK_WAIT_S = 120.0
 INBOX_KEPT_S = 24 * 3600  # as long as Telegram itself keeps an update it could not deliver
@@ -112,14 +110,6 @@ class RedisUserStore:
         return [int(user_id) for user_id in users]
 
 
-def _user_of(update: object) -> int | None:
-    if isinstance(update, OWN_UPDATES):
-        return update.user_id
-    if isinstance(update, Update) and update.effective_user is not None:
-        return update.effective_user.id
-    return None
-
-
 class RedisUpdateProcessor(PerUserUpdateProcessor):
     """One user's updates in order and one at a time, across all front ends."""
 
@@ -131,12 +121,12 @@ class RedisUpdateProcessor(PerUserUpdateProcessor):
 
     async def accept(self, update: Update) -> None:
         """The webhook's intake: the update is in Redis before Telegram hears 200."""
-        user_id = _user_of(update)
+        user_id = user_of(update)
         if user_id is None or await self.store.accept(user_id, update.update_id, update.to_json()):
             await self.application.update_queue.put(update)
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        user_id = _user_of(update)
+        user_id = user_of(update)
         if user_id is not None:
             coroutine = self._with_state(user_id, update, coroutine)
         await super().do_process_update(update, coroutine)
@@ -175,16 +165,12 @@ class RedisUpdateProcessor(PerUserUpdateProcessor):
         await coroutine
 
     async def _look_for_left_alone_inboxes(self) -> None:
-        while True:
-            await asyncio.sleep(LOOK_EVERY_S)
-            try:
-                for user_id in await self.store.left_alone(LEFT_ALONE_S):
-                    await self.application.update_queue.put(InboxDue(user_id))
-            except RedisError:
-                logger.warning("could not look for inboxes left alone; trying again", exc_info=True)
+        await asyncio.sleep(LOOK_EVERY_S)
+        for user_id in await self.store.left_alone(LEFT_ALONE_S):
+            await self.application.update_queue.put(InboxDue(user_id))
 
     async def initialize(self) -> None:
-        self._looking = asyncio.create_task(self._look_for_left_alone_inboxes(), name="inboxes")
+        self._looking = asyncio.create_task(repeat(self._look_for_left_alone_inboxes), name="inboxes")
 
     async def shutdown(self) -> None:
         if self._looking is not None:

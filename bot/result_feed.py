@@ -20,19 +20,18 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from bot import redis_keys as keys
 from bot.files import write_atomically
 from bot.jobs import JobEvent, NotifierFactory, RenderJob
-from bot.redis_jobs import JobStore
+from bot.redis_jobs import JobStore, repeat
 from bot.tasks import cancel_and_wait
 from nst_core.options import DEFAULT_OPTIONS
 
 logger = logging.getLogger(__name__)
 READ_BLOCK_MS = 1000
 BATCH = 16  # entries read at a time; each is delivered beside the others
-RETRY_AFTER_ERROR_S = 1.0
 
 
 class ResultFeed:
@@ -48,9 +47,9 @@ class ResultFeed:
             with contextlib.suppress(ResponseError):  # BUSYGROUP: another front end made it
                 await self.redis.xgroup_create(stream, keys.FRONT_ENDS, id="0", mkstream=True)
         self._loops = [
-            asyncio.create_task(self._forever(self._read_results), name="results"),
-            asyncio.create_task(self._forever(self._take_over), name="take-over"),
-            asyncio.create_task(self._forever(self._read_progress), name="progress"),
+            asyncio.create_task(repeat(self._read_results), name="results"),
+            asyncio.create_task(repeat(self._take_over), name="take-over"),
+            asyncio.create_task(repeat(self._read_progress), name="progress"),
         ]
 
     async def stop(self, grace_s: float) -> None:
@@ -58,15 +57,6 @@ class ResultFeed:
         if self._deliveries:  # left unacknowledged: another front end takes them over
             _, late = await asyncio.wait(list(self._deliveries.values()), timeout=max(0.1, grace_s))
             await cancel_and_wait(late)
-
-    async def _forever(self, step) -> None:
-        """Run ``step`` again and again; Redis being away for a moment is logged, not fatal."""
-        while True:
-            try:
-                await step()
-            except RedisError:
-                logger.warning("Redis error in %s; retrying", step.__name__, exc_info=True)
-                await asyncio.sleep(RETRY_AFTER_ERROR_S)
 
     # ------------------------------------------------------------------ results
     async def _read_results(self) -> None:

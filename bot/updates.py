@@ -38,6 +38,15 @@ class InboxDue:
 OWN_UPDATES = (AlbumDue, InboxDue)  # what the bot puts on its update queue itself; each has a user_id
 
 
+def user_of(update: object) -> int | None:
+    """The user an update is from (or for, for the bot's own), if any."""
+    if isinstance(update, OWN_UPDATES):
+        return update.user_id
+    if isinstance(update, Update) and update.effective_user is not None:
+        return update.effective_user.id
+    return None
+
+
 def _carries_pictures(update: object) -> bool:
     """Pictures come in bursts (pairs, albums, many users at once); their answers yield to commands."""
     if isinstance(update, AlbumDue):
@@ -64,12 +73,9 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
 
     @staticmethod
     def _key(update: object) -> int | None:
-        if isinstance(update, OWN_UPDATES):
-            return update.user_id
-        if not isinstance(update, Update):
-            return None
-        if update.effective_user is not None:
-            return update.effective_user.id
+        user_id = user_of(update)
+        if user_id is not None or not isinstance(update, Update):
+            return user_id
         return update.effective_chat.id if update.effective_chat is not None else None
 
     async def process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
