@@ -28,6 +28,7 @@ from bot.messages import Cancel, Failed, Failure
 from bot.persistence import SQLitePersistence
 from bot.state import ImageRef, Render, UserState, parse_alpha
 from bot.storage import Database
+from bot.tasks import cancel_and_wait
 from bot.updates import PerUserUpdateProcessor
 from bot.worker import _CancelListener, failure_of, throttled
 from nst_core.control import Progress
@@ -269,3 +270,26 @@ def test_the_hq_eta_follows_the_pace_after_the_first_report_not_the_start_up():
     assert remaining_s((10.0, 0.01), now=20.0, fraction=0.11) == pytest.approx(89.0)
     assert remaining_s((10.0, 0.01), now=10.0, fraction=0.01) is None  # no pace yet: the first report
     assert remaining_s((10.0, 0.5), now=30.0, fraction=1.0) == 0.0
+
+
+def test_a_task_that_swallows_a_cancel_is_still_stopped():
+    """As redis-py now and then does mid-command: the first cancel is caught and the loop goes on."""
+    swallowed = []
+
+    async def stubborn() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(True)
+
+    async def run() -> bool:
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0.02)
+        await asyncio.wait_for(cancel_and_wait([task]), timeout=2)
+        return task.cancelled()
+
+    assert asyncio.run(run())
+    assert swallowed == [True]  # a single cancel would have left it running
