@@ -10,7 +10,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.dev
 
-.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory train constraints clean
+.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory train train-fast constraints clean
 
 $(RUNTIME): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ demo: $(STAMP)
 train: $(STAMP)
 	$(BIN)/nst train --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/decoder --export runs/decoder/decoder.safetensors --resume \
 		--steps 200000 --pretrain-steps 500 --crop 128 --crops-per-image 3 --batch-size 8 \
+		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
+
+# The fast model (nst_core/student.py): the student encoder is distilled first, then its decoder learns
+# with the full VGG-19 as the loss network, on the same recipe otherwise.
+train-fast: $(STAMP)
+	$(BIN)/nst train --model fast --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/student --export runs/student/student.safetensors --resume \
+		--steps 200000 --distill-steps 2000 --pretrain-steps 300 --crop 128 --crops-per-image 1 --batch-size 8 \
 		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
 
 bench-adain: $(STAMP)

@@ -26,7 +26,7 @@ from nst_core.device import use_all_cpu_cores
 from nst_core.gatys import GatysConfig, GatysOptimizer
 from nst_core.images import load_image
 from nst_core.losses import GATYS_STYLE_LAYERS
-from nst_core.options import RenderOptions
+from nst_core.options import EngineSpec, RenderOptions
 from nst_core.pipeline import Engine
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
@@ -79,7 +79,7 @@ def run_pastiche(content: Path, style: Path, size: int, steps: int, out: Path) -
 
 def run_ours(content: Path, style: Path, size: int, steps: int | None, out: Path) -> float:
     started = time.perf_counter()
-    engine = Engine.load(device="cpu")
+    engine = Engine.load(EngineSpec(device="cpu", model="full"))
     image = engine.render(
         load_image(content), [load_image(style)], RenderOptions(hq=True, max_side=size, steps=steps)
     ).image

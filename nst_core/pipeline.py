@@ -6,7 +6,7 @@ colour-handles and initializes the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -15,26 +15,59 @@ from PIL import Image
 from nst_core.adain import Stylizer
 from nst_core.color import color_inputs, color_output, luminance_as_rgb
 from nst_core.control import CancelToken, ProgressCallback, Rendered, StopReason
-from nst_core.device import bf16_is_fast
+from nst_core.device import bf16_is_fast, resolve_device
 from nst_core.errors import ModelFileError
 from nst_core.gatys import GatysConfig, GatysOptimizer
 from nst_core.images import fit_max_side
-from nst_core.options import DEFAULT_OPTIONS, RenderOptions
+from nst_core.options import DEFAULT_OPTIONS, EngineSpec, ModelChoice, RenderOptions
 from nst_core.tensors import to_pil, to_tensor
 
 
-class Engine:
-    """Owns the models for one device; ``render`` is safe to call from one worker thread at a time."""
+def default_model(device: torch.device) -> str:
+    """The student on a CPU (the full model is ~16x the compute), the full model on a GPU."""
+    return "fast" if device.type == "cpu" else "full"
 
-    def __init__(self, stylizer: Stylizer, gatys_config: GatysConfig | None = None) -> None:
-        self.stylizer = stylizer
-        self.gatys_config = gatys_config or GatysConfig(bf16=bf16_is_fast(stylizer.device))
+
+class Engine:
+    """Owns the models for one device, each loaded when first asked for (a CLI call that renders with
+    the fast model never loads VGG-19); ``render`` is safe to call from one worker thread at a time."""
+
+    def __init__(
+        self,
+        load_model: Callable[[str], Stylizer],
+        device: torch.device,
+        model: ModelChoice = "auto",
+        gatys_config: GatysConfig | None = None,
+    ) -> None:
+        self._load_model = load_model
+        self._models: dict[str, Stylizer] = {}
+        self.device = device
+        self.default_model = default_model(device) if model == "auto" else model
+        self.gatys_config = gatys_config or GatysConfig(bf16=bf16_is_fast(device))
 
     @classmethod
-    def load(
-        cls, device: str = "auto", decoder_path: str | None = None, vgg_path: str | None = None
-    ) -> Engine:
-        return cls(Stylizer.load(device=device, decoder_path=decoder_path, vgg_path=vgg_path))
+    def load(cls, spec: EngineSpec | None = None) -> Engine:
+        """An engine for ``spec``'s device and weight files; nothing is loaded until a render needs it."""
+        spec = spec or EngineSpec()
+        device = resolve_device(spec.device)
+
+        def load_model(name: str) -> Stylizer:
+            if name == "fast":
+                return Stylizer.load_fast(device, spec.student_path)
+            return Stylizer.load(device, decoder_path=spec.decoder_path, vgg_path=spec.vgg_path)
+
+        return cls(load_model, device, spec.model)
+
+    @classmethod
+    def of(cls, stylizer: Stylizer, gatys_config: GatysConfig | None = None) -> Engine:
+        """An engine whose every model is ``stylizer`` (tests, and callers that built their own)."""
+        return cls(lambda _name: stylizer, stylizer.device, "full", gatys_config)
+
+    def stylizer(self, model: ModelChoice = "auto") -> Stylizer:
+        name = self.default_model if model == "auto" else model
+        if name not in self._models:
+            self._models[name] = self._load_model(name)
+        return self._models[name]
 
     def render(
         self,
@@ -48,7 +81,7 @@ class Engine:
         content_t = to_tensor(fit_max_side(content, options.max_side))
         styles_t = [to_tensor(fit_max_side(style, options.max_side)) for style in styles]
         if not options.hq:
-            return Rendered(to_pil(self.stylizer.stylize(content_t, styles_t, options)))
+            return Rendered(to_pil(self.stylizer(options.model).stylize(content_t, styles_t, options)))
         image, stopped = self._render_hq(content_t, styles_t, options, progress, cancel)
         return Rendered(to_pil(image), stopped)
 
@@ -56,7 +89,8 @@ class Engine:
         self, requests: Sequence[tuple[Image.Image, Sequence[Image.Image], RenderOptions]]
     ) -> list[Rendered]:
         """Fast renders of several requests; those whose contents come out the same size share one
-        encoder and decoder pass (``Stylizer.stylize_batch``). Results keep the order of ``requests``."""
+        encoder and decoder pass (``Stylizer.stylize_batch``), model by model. Results keep the order
+        of ``requests``."""
         tensors = [
             (to_tensor(fit_max_side(content, options.max_side)),
              [to_tensor(fit_max_side(style, options.max_side)) for style in styles], options)
@@ -64,12 +98,12 @@ class Engine:
         ]  # fmt: skip
         if any(options.hq for _, _, options in tensors):
             raise ValueError("only fast renders are batched")
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, (content, _, _) in enumerate(tensors):
-            groups.setdefault(tuple(content.shape), []).append(index)
+        groups: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+        for index, (content, _, options) in enumerate(tensors):
+            groups.setdefault((options.model, tuple(content.shape)), []).append(index)
         results: list[Rendered | None] = [None] * len(tensors)
-        for indices in groups.values():
-            outputs = self.stylizer.stylize_batch([tensors[index] for index in indices])
+        for (model, _), indices in groups.items():
+            outputs = self.stylizer(model).stylize_batch([tensors[index] for index in indices])
             for index, output in zip(indices, outputs, strict=True):
                 results[index] = Rendered(to_pil(output))
         return results  # type: ignore[return-value]
@@ -85,10 +119,11 @@ class Engine:
         weights = options.weights_for(len(styles))
         init = None
         if options.hq_init == "adain":
-            if not self.stylizer.decoder_trained:
+            fast_mode = self.stylizer(options.model)
+            if not fast_mode.decoder_trained:
                 raise ModelFileError("HQ init 'adain' needs a trained decoder; none is installed")
             # Full style: alpha acts through the objective below, once.
-            init = self.stylizer.stylize(content, styles, replace(options, alpha=1.0))
+            init = fast_mode.stylize(content, styles, replace(options, alpha=1.0))
         network_content, network_styles = color_inputs(content, styles, options.preserve_color)
         if init is not None and options.preserve_color == "luminance":
             init = luminance_as_rgb(init)
@@ -98,6 +133,6 @@ class Engine:
             steps=options.steps or self.gatys_config.steps,
             style_weight=self.gatys_config.style_weight * options.alpha,
         )
-        optimizer = GatysOptimizer(self.stylizer.encoder, config)
+        optimizer = GatysOptimizer(self.stylizer("full").encoder, config)  # Gatys needs all of VGG-19
         result = optimizer.run(network_content, network_styles, weights, init, progress, cancel)
         return color_output(result.image, content, options.preserve_color), result.stopped

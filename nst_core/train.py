@@ -32,21 +32,23 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from nst_core.adain import ENCODER_LAYER, StyleStats
+from nst_core.adain import ENCODER_LAYER, StyleStats, adain, feature_stats
 from nst_core.decoder import Decoder, save_decoder
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import IMAGE_SUFFIXES
 from nst_core.losses import (
     ADAIN_STYLE_LAYERS,
+    LAYER_SCALE,
     adain_content_loss,
     adain_style_loss,
     adain_target,
     normalized_stats,
 )
+from nst_core.student import STUDENT_WIDTH, save_student, untrained_student
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 
-LOG_COLUMNS = ["step", "split", "content", "style", "total", "lr", "images_seen", "wall"]
+LOG_COLUMNS = ["step", "split", "content", "style", "total", "lr", "images_seen", "wall", "distill"]
 
 
 # ----------------------------------------------------------------------------- data
@@ -119,7 +121,8 @@ def load_or_build_bank(
     if not files:
         raise ValueError(f"no training images in {folder}")
     per_image = args.crops_per_image
-    key = hashlib.sha1(f"{[f.name for f in files]}|{args.crop}|{per_image}|{args.seed}".encode()).hexdigest()
+    key = f"{[f.name for f in files]}|{args.crop}|{per_image}|{args.seed}|{keep_features}"
+    key = hashlib.sha1(key.encode()).hexdigest()
     path = out / f"bank-{folder.name}-{key[:12]}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)
@@ -150,24 +153,50 @@ def bank_stats(bank: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, 
 
 
 # ----------------------------------------------------------------------------- loss
+def teacher_targets(content_features, style: dict[str, StyleStats] | None, identity: int) -> torch.Tensor:
+    """What the loss network should see in relu4_1 of the outputs: AdaIN targets, then the identity
+    samples' own features. ``style`` holds every sample's style statistics (None: all identity)."""
+    content_features = content_features.float()
+    styled = len(content_features) - identity
+    if not styled:
+        return content_features
+    if style is None:
+        raise ValueError("styled samples need style statistics")
+    styled_target = adain_target(content_features[:styled], slice_stats(style, slice(0, styled)))
+    return torch.cat([styled_target, content_features[styled:]])
+
+
+@torch.no_grad()
+def student_inputs(student, content_pixels: torch.Tensor, style_pixels: torch.Tensor) -> torch.Tensor:
+    """The student decoder's input: AdaIN in the student's own feature space, as at inference.
+
+    The first ``len(style_pixels)`` contents take those styles; the rest are identity samples.
+    """
+    features = student(content_pixels)[ENCODER_LAYER]
+    styled = len(style_pixels)
+    if not styled:
+        return features
+    stats = feature_stats(student(style_pixels)[ENCODER_LAYER])
+    return torch.cat([adain(features[:styled], stats), features[styled:]])
+
+
 def compute_losses(
-    encoder, decoder, content_features, content_pixels, style: dict[str, StyleStats] | None, identity: int
+    encoder,
+    decoder,
+    decoder_input,
+    target,
+    content_pixels,
+    style: dict[str, StyleStats] | None,
+    identity: int,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Losses of one batch and the decoded images.
 
-    The last ``identity`` samples are stylized with themselves: their AdaIN target is their own relu4_1
-    and a pixel loss asks the decoder to give the photo back. ``style`` holds the statistics of every
-    sample's style (an identity sample's own); None skips the style loss (pretraining).
+    ``target`` is the teacher's relu4_1 target of every sample (``teacher_targets``); the decoder sees
+    ``decoder_input`` (the same for the full model, the student's AdaIN for the fast one). The last
+    ``identity`` samples get a pixel loss against their photo; ``style`` None skips the style loss.
     """
-    content_features = content_features.float()
-    styled = len(content_features) - identity
-    target = content_features
-    if styled:
-        if style is None:
-            raise ValueError("styled samples need style statistics")
-        styled_target = adain_target(content_features[:styled], slice_stats(style, slice(0, styled)))
-        target = torch.cat([styled_target, content_features[styled:]])
-    output = decoder(target)
+    styled = len(target) - identity
+    output = decoder(decoder_input)
     output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
     zero = output.new_zeros((), dtype=torch.float32)
     losses = {
@@ -178,14 +207,21 @@ def compute_losses(
     return losses, output
 
 
+def distill_loss(student, embedding, pixels: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Collaborative distillation's feature loss: the student's relu4_1, linearly embedded, against
+    the teacher's, on relu4_1's normalised scale."""
+    scale = LAYER_SCALE[ENCODER_LAYER]
+    embedded = embedding(student(pixels)[ENCODER_LAYER])
+    return F.mse_loss(embedded / scale, teacher_features.float() / scale)
+
+
 def slice_stats(stats: dict[str, StyleStats], rows: slice) -> dict[str, StyleStats]:
     return {layer: StyleStats(value.mean[rows], value.std[rows]) for layer, value in stats.items()}
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, decoder, optimizer, step: int, images_seen: int) -> None:
-    state = {
-        "decoder": decoder.state_dict(),
+def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer, step: int, images_seen: int):
+    state = {name: module.state_dict() for name, module in modules.items()} | {
         "optimizer": optimizer.state_dict(),
         "step": step,
         "images_seen": images_seen,
@@ -196,9 +232,10 @@ def save_checkpoint(path: Path, decoder, optimizer, step: int, images_seen: int)
     tmp.replace(path)  # atomic: a kill mid-save never leaves a broken checkpoint
 
 
-def load_checkpoint(path: Path, decoder, optimizer) -> tuple[int, int]:
+def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer) -> tuple[int, int]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    decoder.load_state_dict(state["decoder"])
+    for name, module in modules.items():
+        module.load_state_dict(state[name])
     if "optimizer" in state:  # a slimmed checkpoint (decoder only) restarts Adam's moments
         optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -219,10 +256,10 @@ def write_plot(log_path: Path, out_path: Path) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, split in zip(axes, ("train", "val"), strict=True):
-        picked = [r for r in rows if r["split"] == split]
-        steps = [int(r["step"]) for r in picked]
-        for key in ("content", "style", "total"):
-            ax.plot(steps, [float(r[key]) for r in picked], label=key)
+        for key in ("content", "style", "total", "distill"):  # distill: the fast model's first phase
+            picked = [r for r in rows if r["split"] == split and r.get(key)]
+            if picked:
+                ax.plot([int(r["step"]) for r in picked], [float(r[key]) for r in picked], label=key)
         ax.set_yscale("log")
         ax.set_title(f"{split} loss")
         ax.set_xlabel("step")
@@ -233,12 +270,19 @@ def write_plot(log_path: Path, out_path: Path) -> None:
 
 
 @torch.no_grad()
-def validate(encoder, decoder, val_content, val_style, style_weight: float):
-    """The full objective (style phase) on the fixed validation pairs, and a content/style/result grid."""
+def validate(encoder, decoder, student, embedding, val_content, val_style, style_weight: float):
+    """The full objective (style phase) on the fixed validation pairs, and a content/style/result grid.
+
+    For the fast model (``student`` given) also the distillation loss on the validation photos.
+    """
     decoder.eval()
     style = normalized_stats(encoder(val_style, ADAIN_STYLE_LAYERS))
     content_features = encoder(val_content)[ENCODER_LAYER]
-    losses, styled = compute_losses(encoder, decoder, content_features, val_content, style, identity=0)
+    target = teacher_targets(content_features, style, identity=0)
+    decoder_input = target if student is None else student_inputs(student, val_content, val_style)
+    losses, styled = compute_losses(encoder, decoder, decoder_input, target, val_content, style, identity=0)
+    if student is not None:
+        losses["distill"] = distill_loss(student, embedding, val_content, content_features)
     decoder.train()
     grid = torch.cat([val_content, val_style, styled.clamp(0, 1)], dim=2)  # rows: content / style / result
     grid = torch.cat(list(grid), dim=2)
@@ -248,16 +292,25 @@ def validate(encoder, decoder, val_content, val_style, style_weight: float):
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nst train", description="Train the AdaIN decoder.")
+    p = argparse.ArgumentParser(
+        prog="nst train", description="Train the AdaIN decoder (or the fast student)."
+    )
+    p.add_argument(
+        "--model", choices=("full", "fast"), default="full",
+        help="full: a decoder for VGG-19; fast: the student encoder and its decoder (nst_core.student)",
+    )  # fmt: skip
     p.add_argument("--content-dir", type=Path, required=True, help="photos (a fixed 3%% is held out)")
     p.add_argument("--style-dir", type=Path, required=True, help="artworks (a fixed 3%% is held out)")
     p.add_argument("--out", type=Path, default=Path("runs") / "decoder")
     p.add_argument(
-        "--export", type=Path, default=None, help="also write the fp16 decoder here at each checkpoint"
+        "--export", type=Path, default=None, help="also write the fp16 weights here at each checkpoint"
     )
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, default=160_000, help="stop at this global step")
-    p.add_argument("--pretrain-steps", type=int, default=0, help="first steps learn to invert relu4_1")
+    p.add_argument(
+        "--distill-steps", type=int, default=0, help="fast model: first steps distill the student encoder"
+    )
+    p.add_argument("--pretrain-steps", type=int, default=0, help="next steps learn to invert relu4_1")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument(
@@ -302,6 +355,14 @@ def save_grid(grid: torch.Tensor, path: Path) -> None:
     Image.fromarray((grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)).save(path)
 
 
+def phase_of(args: argparse.Namespace, step: int) -> str:
+    """distill (fast model: the student encoder learns), pretrain (every sample an identity sample,
+    no style loss), then style (the training objective)."""
+    if step < args.distill_steps:
+        return "distill"
+    return "pretrain" if step < args.distill_steps + args.pretrain_steps else "style"
+
+
 def train(args: argparse.Namespace) -> int:
     """Run until ``args.steps``, ``args.max_minutes`` or a signal; returns the step reached."""
     from tqdm import tqdm
@@ -319,18 +380,29 @@ def train(args: argparse.Namespace) -> int:
     amp = args.amp == "on" or (args.amp == "auto" and bf16_is_fast(device))
     memory_format = torch.channels_last if amp else torch.contiguous_format
     torch.backends.cudnn.benchmark = True
-    encoder = get_encoder(None, "cpu").to(device, memory_format=memory_format)
-    decoder = Decoder().to(device, memory_format=memory_format).train()
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=args.lr)
-    step, images_seen = 0, 0
-    if args.resume and ckpt_path.exists():
-        step, images_seen = load_checkpoint(ckpt_path, decoder, optimizer)
-        print(f"resumed from {ckpt_path} at step {step}")
-
+    encoder = get_encoder(None, "cpu").to(device, memory_format=memory_format)  # the loss network
+    fast = args.model == "fast"
     contents = load_or_build_bank(args.content_dir, args.out, args, encoder, keep_features=True, amp=amp)
-    styles = load_or_build_bank(args.style_dir, args.out, args, encoder, keep_features=False, amp=amp)
+    styles = load_or_build_bank(args.style_dir, args.out, args, encoder, keep_features=fast, amp=amp)
     val_content = validation_batch(args.content_dir, args, device)
     val_style = validation_batch(args.style_dir, args, device)
+    student = embedding = None
+    if fast:
+        student, decoder = untrained_student(contents["pixels"][:32].float().div(255))
+        student = student.to(device, memory_format=memory_format)
+        embedding = torch.nn.Conv2d(STUDENT_WIDTH, 512, kernel_size=1).to(device)  # training only
+        modules = {"decoder": decoder, "student": student, "embedding": embedding}
+    else:
+        decoder = Decoder()
+        modules = {"decoder": decoder}
+    decoder = decoder.to(device, memory_format=memory_format).train()
+    optimizer = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=args.lr)
+    step, images_seen = 0, 0
+    if args.resume and ckpt_path.exists():
+        step, images_seen = load_checkpoint(ckpt_path, modules, optimizer)
+        print(f"resumed from {ckpt_path} at step {step}")
+    pairs = min(len(val_content), len(val_style))  # photo i is shown with artwork i
+    val_content, val_style = val_content[:pairs], val_style[:pairs]
 
     stop = {"flag": False}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -347,34 +419,40 @@ def train(args: argparse.Namespace) -> int:
     started = last_checkpoint = tick = time.monotonic()
     while True:
         lr = learning_rate(args, step)
+        phase = phase_of(args, step)
         out_of_time = args.max_minutes and time.monotonic() - started > args.max_minutes * 60
         finished = step >= args.steps or stop["flag"] or out_of_time
-        due = time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60 or step == args.pretrain_steps
+        due = time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60
+        due = due or step in (args.distill_steps, args.distill_steps + args.pretrain_steps)  # phase ends
         if finished or (due and step > 0):  # validate, log, checkpoint
-            metrics, grid = validate(encoder, decoder, val_content, val_style, args.style_weight)
+            metrics, grid = validate(encoder, decoder, student, embedding, val_content, val_style,
+                                     args.style_weight)  # fmt: skip
             writer.writerow([step, "val", metrics["content"], metrics["style"], metrics["total"], lr,
-                             images_seen, time.time()])  # fmt: skip
+                             images_seen, time.time(), metrics.get("distill", "")])  # fmt: skip
             log.flush()
-            save_checkpoint(ckpt_path, decoder, optimizer, step, images_seen)
+            save_checkpoint(ckpt_path, modules, optimizer, step, images_seen)
             save_grid(grid, args.out / "val_grid.png")
             write_plot(log_path, args.out / "loss.png")
             if args.export:
-                save_decoder(decoder, args.export)
-            bar.write(f"step {step}: val content {metrics['content']:.4f} style {metrics['style']:.4f}")
+                save_student(student, decoder, args.export) if student else save_decoder(decoder, args.export)
+            shown = " ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key != "pixel")
+            bar.write(f"step {step}: val {shown}")
             last_checkpoint = time.monotonic()
         if finished:
             break
 
-        pretrain = step < args.pretrain_steps
-        identity = args.batch_size if pretrain else args.identity_samples
-        c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
-        s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
-        content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
-        content_pixels = contents["pixels"][c_index].to(device).float().div(255)
-        style = None if pretrain else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            losses, _ = compute_losses(encoder, decoder, content_features, content_pixels, style, identity)
-        total = losses["content"] + args.style_weight * losses["style"] + args.pixel_weight * losses["pixel"]
+        if student is not None:
+            student.requires_grad_(phase == "distill")  # frozen once distilled: AdaIN needs a fixed space
+        if phase == "distill":
+            losses = distill_batch(student, embedding, contents, styles, args.batch_size, device)
+            total = losses["distill"]
+        else:
+            losses = decoder_batch(
+                encoder, decoder, student, contents, styles, phase, args, device, memory_format, amp
+            )
+            total = (
+                losses["content"] + args.style_weight * losses["style"] + args.pixel_weight * losses["pixel"]
+            )
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
@@ -386,12 +464,50 @@ def train(args: argparse.Namespace) -> int:
         if step % args.log_every == 0:
             rate = args.log_every / (time.monotonic() - tick)
             tick = time.monotonic()
-            c, s, p = (float(losses[key].detach()) for key in ("content", "style", "pixel"))
-            writer.writerow([step, "train", c, s, float(total.detach()), lr, images_seen, time.time()])
-            bar.set_postfix_str(f"{'pre ' if pretrain else ''}c={c:.3f} s={s:.3f} p={p:.4f} {rate:.2f} it/s")
+            shown = {key: float(value.detach()) for key, value in losses.items()}
+            row = [shown.get("content", ""), shown.get("style", ""), float(total.detach()), lr, images_seen]
+            writer.writerow([step, "train", *row, time.time(), shown.get("distill", "")])
+            bar.set_postfix_str(
+                " ".join(f"{k[0]}={v:.4f}" for k, v in shown.items()) + f" {phase} {rate:.2f} it/s"
+            )
     bar.close()
     log.close()
     return step
+
+
+def distill_batch(student, embedding, contents, styles, batch_size: int, device) -> dict[str, torch.Tensor]:
+    """Half photos, half artworks: the student must describe both as the teacher does."""
+    pixels, features = [], []
+    for bank, count in ((contents, batch_size - batch_size // 2), (styles, batch_size // 2)):
+        index = torch.randint(len(bank["pixels"]), (count,))
+        pixels.append(bank["pixels"][index])
+        features.append(bank[ENCODER_LAYER][index])
+    pixels_t = torch.cat(pixels).to(device).float().div(255)
+    return {"distill": distill_loss(student, embedding, pixels_t, torch.cat(features).to(device))}
+
+
+def decoder_batch(
+    encoder, decoder, student, contents, styles, phase: str, args, device, memory_format, amp: bool
+) -> dict[str, torch.Tensor]:
+    """One batch of the decoder objective: ``batch_size - identity`` styled samples, then identity ones."""
+    identity = args.batch_size if phase == "pretrain" else args.identity_samples
+    c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
+    s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
+    content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
+    content_pixels = contents["pixels"][c_index].to(device).float().div(255)
+    style = (
+        None
+        if phase == "pretrain"
+        else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
+    )
+    target = teacher_targets(content_features, style, identity)
+    decoder_input = target
+    if student is not None:
+        style_pixels = styles["pixels"][s_index].to(device).float().div(255)
+        decoder_input = student_inputs(student, content_pixels, style_pixels)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        losses, _ = compute_losses(encoder, decoder, decoder_input, target, content_pixels, style, identity)
+    return losses
 
 
 def main(argv: list[str] | None = None) -> int:

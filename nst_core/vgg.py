@@ -88,17 +88,24 @@ def load_vgg_weights(
 
 
 class VGGEncoder(nn.Module):
-    """VGG-19 feature extractor taking RGB images in [0, 1]; stops after the deepest requested layer."""
+    """VGG-19 feature extractor taking RGB images in [0, 1]; stops after the deepest requested layer.
+
+    Its layers and widths are those of ``weights``: the full VGG-19, or a narrower network of the same
+    topology that stops earlier (the fast model's student encoder, ``nst_core.student``).
+    """
 
     def __init__(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         super().__init__()
         self.convs = nn.ModuleDict()
-        for name, _key, c_in, c_out in CONV_LAYERS:
-            conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+        for name in LAYER_NAMES:
+            if name not in weights:
+                break
             weight, bias = weights[name]
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], kernel_size=3, padding=1)
             conv.weight.data.copy_(weight)
             conv.bias.data.copy_(bias)
             self.convs[name] = conv
+        self.layer_names: tuple[str, ...] = tuple(self.convs)
         # RGB [0,1] -> BGR [0,255] minus mean, folded into one affine map.
         self.register_buffer("bgr_mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -110,19 +117,22 @@ class VGGEncoder(nn.Module):
 
     def forward(self, rgb: torch.Tensor, layers: Iterable[str] = ("relu4_1",)) -> dict[str, torch.Tensor]:
         wanted = set(layers)
-        unknown = wanted - set(LAYER_NAMES)
+        unknown = wanted - set(self.layer_names)
         if unknown:
             raise ValueError(f"unknown VGG layers: {sorted(unknown)}")
-        last = max(LAYER_NAMES.index(name) for name in wanted)
+        last = max(self.layer_names.index(name) for name in wanted)
         x = self.preprocess(rgb)
         out: dict[str, torch.Tensor] = {}
-        for name in LAYER_NAMES[: last + 1]:
+        for name in self.layer_names[: last + 1]:
             x = F.relu(self.convs[name](x), inplace=True)  # conv backward never needs its output
             if name in wanted:
                 out[name] = x
-            if name in POOL_AFTER and name != LAYER_NAMES[last]:
+            if name in POOL_AFTER and name != self.layer_names[last]:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)
         return out
+
+    def conv_weights(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {name: (conv.weight.data, conv.bias.data) for name, conv in self.convs.items()}
 
 
 @functools.lru_cache(maxsize=4)

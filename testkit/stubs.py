@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from nst_core.control import CancelToken, Progress, ProgressCallback, Rendered, StopReason
 from nst_core.images import fit_max_side
-from nst_core.options import RenderOptions
+from nst_core.options import EngineSpec, RenderOptions
 
 CRASH_COLOUR = (255, 0, 0)
 HANG_COLOUR = (0, 255, 0)
@@ -70,7 +70,7 @@ def _steps(
     return "done"
 
 
-def load_stub_engine(device: str, decoder_path: str | None, vgg_path: str | None) -> StubEngine:
+def load_stub_engine(spec: EngineSpec) -> StubEngine:
     """Fails to start while the file named by ``STUB_START_FAILS`` exists (a worker that cannot restart)."""
     marker = os.environ.get(START_FAILS_VARIABLE)
     if marker and os.path.exists(marker):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from nst_core.adain import Stylizer
 from nst_core.decoder import Decoder
+from nst_core.student import save_student, untrained_student
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 from testkit.emulator import BotAPIEmulator
@@ -48,6 +49,21 @@ def stylizer(encoder):
     """A Stylizer with a random (seeded) decoder: the tests check mechanics, not beauty."""
     torch.manual_seed(0)
     return Stylizer(encoder, Decoder(), torch.device("cpu"), decoder_trained=False)
+
+
+@pytest.fixture(scope="session")
+def fast_stylizer(content):
+    """The fast model as training starts it (pruned VGG-19, random decoder): mechanics, not beauty."""
+    encoder, decoder = untrained_student(content)
+    return Stylizer(encoder, decoder, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def student_file(fast_stylizer, tmp_path_factory):
+    """A fast model weights file (``NST_STUDENT_PATH``), independent of the one shipped in weights/."""
+    path = tmp_path_factory.mktemp("student") / "student.safetensors"
+    save_student(fast_stylizer.encoder, fast_stylizer.decoder, path)
+    return path
 
 
 def small(name: str, side: int) -> Image.Image:

@@ -7,6 +7,12 @@ from nst_core.errors import OptionsError
 from nst_core.options import RenderOptions
 
 
+@pytest.fixture(params=["full", "fast"])
+def stylizer(request, stylizer, fast_stylizer):
+    """Every invariant below holds for both models alike."""
+    return stylizer if request.param == "full" else fast_stylizer
+
+
 def test_adain_gives_content_the_style_statistics():
     torch.manual_seed(0)
     content = torch.randn(1, 8, 10, 12) * 3 + 1

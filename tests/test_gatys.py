@@ -93,16 +93,16 @@ def test_bad_arguments(encoder, content, style):
 def test_hq_from_adain_init_needs_a_trained_decoder(stylizer, content_image, style_image):
     options = RenderOptions(hq=True, steps=2, max_side=48, hq_init="adain")
     with pytest.raises(ModelFileError, match="needs a trained decoder"):
-        Engine(stylizer).render(content_image, [style_image], options)
+        Engine.of(stylizer).render(content_image, [style_image], options)
     trained = Stylizer(stylizer.encoder, stylizer.decoder, stylizer.device, decoder_trained=True)
-    rendered = Engine(trained).render(content_image, [style_image], options)
+    rendered = Engine.of(trained).render(content_image, [style_image], options)
     assert max(rendered.image.size) == 48 and rendered.stopped == "done"
 
 
 def test_hq_alpha_zero_keeps_the_photo(stylizer, content_image, style_image):
     """Alpha scales the style term: at 0 the content is already optimal, so the photo comes back
     (at one scale: coarse-to-fine would blur it on the way)."""
-    engine = Engine(stylizer, GatysConfig(scales=(1.0,)))
+    engine = Engine.of(stylizer, GatysConfig(scales=(1.0,)))
     options = RenderOptions(hq=True, steps=30, max_side=48, alpha=0.0)
     rendered = engine.render(content_image, [style_image], options)
     photo = np.asarray(fit_max_side(content_image, 48), dtype=np.float32)
@@ -119,11 +119,11 @@ def test_hq_applies_alpha_once_when_it_starts_from_adain(stylizer, content_image
         trained, "stylize", lambda c, s, options: seen.append(options) or stylize(c, s, options)
     )
     options = RenderOptions(hq=True, steps=2, max_side=48, alpha=0.5, hq_init="adain")
-    Engine(trained).render(content_image, [style_image], options)
+    Engine.of(trained).render(content_image, [style_image], options)
     assert [o.alpha for o in seen] == [1.0]  # the init is full style; alpha acts in the objective only
 
 
 def test_time_budget_stop_is_reported_by_the_engine(stylizer, content_image, style_image):
     options = RenderOptions(hq=True, steps=10_000, max_side=48, time_budget_s=0.5)
-    rendered = Engine(stylizer).render(content_image, [style_image], options)
+    rendered = Engine.of(stylizer).render(content_image, [style_image], options)
     assert rendered.stopped == "time_budget" and max(rendered.image.size) == 48

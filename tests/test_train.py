@@ -13,7 +13,8 @@ from torch.nn import functional as F
 from nst_core.evaluate import main as eval_main
 from nst_core.evaluate import psnr_db
 from nst_core.losses import ADAIN_STYLE_LAYERS, normalized_stats
-from nst_core.train import compute_losses, is_validation, parse_args, train
+from nst_core.student import STUDENT_WIDTH, load_student
+from nst_core.train import compute_losses, is_validation, parse_args, teacher_targets, train
 
 
 def _write_images(folder, seed, count=3, size=48):
@@ -63,22 +64,43 @@ def test_pretraining_phase_uses_pixel_loss(folders, tmp_path):
     assert all(float(row["style"]) == 0.0 for row in _train_rows(out))
 
 
-def test_resume_continues_at_the_same_step_with_identical_state(folders, tmp_path):
+@pytest.mark.parametrize("model", [(), ("--model", "fast", "--distill-steps", "2")], ids=["full", "fast"])
+def test_resume_continues_at_the_same_step_with_identical_state(folders, tmp_path, model):
     first = tmp_path / "first"
-    train(_args(folders, first, 4))
+    train(_args(folders, first, 4, *model))
     checkpoint = torch.load(first / "ckpt.pt", weights_only=False)
     assert checkpoint["step"] == 4 and checkpoint["images_seen"] == 8
     second = tmp_path / "second"
     shutil.copytree(first, second)
     for run in (first, second):
-        assert train(_args(folders, run, 6, "--resume")) == 6
+        assert train(_args(folders, run, 6, "--resume", *model)) == 6
         assert [int(row["step"]) for row in _train_rows(run)][-2:] == [5, 6]
     a = torch.load(first / "ckpt.pt", weights_only=False)
     b = torch.load(second / "ckpt.pt", weights_only=False)
     assert a["step"] == b["step"] == 6
-    for key, value in a["decoder"].items():  # same RNG, data order and optimizer state: same weights
-        torch.testing.assert_close(value, b["decoder"][key], rtol=0, atol=0)
+    for module in ("decoder", "student", "embedding") if model else ("decoder",):
+        for key, value in a[module].items():  # same RNG, data order and optimizer state: same weights
+            torch.testing.assert_close(value, b[module][key], rtol=0, atol=0)
     assert not torch.equal(a["decoder"]["net.1.weight"], checkpoint["decoder"]["net.1.weight"])
+
+
+def test_student_is_distilled_then_frozen_while_its_decoder_learns(folders, tmp_path):
+    out, export = tmp_path / "run", tmp_path / "student.safetensors"
+    fast = ("--model", "fast", "--distill-steps", "20", "--export", str(export))
+    assert train(_args(folders, out, 20, *fast)) == 20
+    distilled = torch.load(out / "ckpt.pt", weights_only=False)
+    assert train(_args(folders, out, 40, "--resume", *fast)) == 40
+    rows = _train_rows(out)
+    distill = [float(row["distill"]) for row in rows[:20]]
+    assert all(row["content"] == "" for row in rows[:20])  # the decoder objective waits
+    assert np.mean(distill[-5:]) < 0.8 * np.mean(distill[:5])
+    totals = [float(row["total"]) for row in rows[20:]]
+    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5])
+    trained = torch.load(out / "ckpt.pt", weights_only=False)
+    for key, value in distilled["student"].items():  # AdaIN needs a fixed feature space
+        torch.testing.assert_close(trained["student"][key], value, rtol=0, atol=0)
+    encoder, _ = load_student(export)  # the export is what the engine loads
+    assert encoder(torch.rand(1, 3, 32, 32))["relu4_1"].shape == (1, STUDENT_WIDTH, 4, 4)
 
 
 def test_validation_split_is_stable_and_small():
@@ -136,7 +158,7 @@ def test_feature_bank_is_built_once_and_holds_what_the_encoder_says(folders, tmp
     stats = normalized_stats(features)
     assert (content["std/relu1_1"][:2] - stats["relu1_1"].std).norm() < 0.03 * stats["relu1_1"].std.norm()
     style = torch.load(banks[1], weights_only=True)
-    assert "relu4_1" not in style  # style crops only need their statistics
+    assert "relu4_1" not in style  # the full model only needs the style crops' statistics
 
 
 def test_identity_samples_decode_their_own_features_with_a_pixel_loss(encoder):
@@ -149,9 +171,11 @@ def test_identity_samples_decode_their_own_features_with_a_pixel_loss(encoder):
         return torch.full((len(target), 3, 32, 32), 0.5)
 
     style = normalized_stats(encoder(torch.rand(3, 3, 32, 32), ADAIN_STYLE_LAYERS))
-    losses, _ = compute_losses(encoder, grey_decoder, features, pixels, style, identity=1)
+    target = teacher_targets(features, style, identity=1)
+    losses, _ = compute_losses(encoder, grey_decoder, target, target, pixels, style, identity=1)
     torch.testing.assert_close(seen["target"][2], features[2])  # stylized with itself: unchanged
     assert not torch.allclose(seen["target"][:2], features[:2])  # the others get the artworks' stats
     torch.testing.assert_close(losses["pixel"], F.mse_loss(torch.full_like(pixels[2:], 0.5), pixels[2:]))
-    no_identity, _ = compute_losses(encoder, grey_decoder, features, pixels, style, identity=0)
+    target = teacher_targets(features, style, identity=0)
+    no_identity, _ = compute_losses(encoder, grey_decoder, target, target, pixels, style, identity=0)
     assert no_identity["pixel"] == 0 and no_identity["style"] > 0

@@ -1,0 +1,105 @@
+"""The fast model: a student of VGG-19 at a sixteenth of the compute, chosen by settings and flags."""
+
+import pytest
+import torch
+from PIL import Image
+
+from bot.config import Settings
+from nst_core.adain import Stylizer
+from nst_core.cli import main
+from nst_core.errors import ModelFileError
+from nst_core.flops import conv_gflop
+from nst_core.options import EngineSpec, RenderOptions
+from nst_core.pipeline import Engine
+from nst_core.student import STUDENT_WIDTH, load_student, save_student
+
+
+@pytest.fixture()
+def full_model_refused(monkeypatch):
+    """Loading the full model (VGG-19 and its decoder) fails the test."""
+    monkeypatch.setattr(
+        Stylizer, "load", classmethod(lambda *a, **k: pytest.fail("the full model was loaded"))
+    )
+
+
+def test_student_shapes_and_a_sixteenth_of_the_compute(stylizer, fast_stylizer):
+    image = torch.rand(1, 3, 96, 64)
+    features = fast_stylizer.encode(image)
+    assert features.shape == (1, STUDENT_WIDTH, 12, 8)
+    assert fast_stylizer.decoder(features).shape == (1, 3, 96, 64)
+    content, style = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 64, 64)
+    fast, _ = conv_gflop(fast_stylizer, content, style)
+    full, _ = conv_gflop(stylizer, content, style)
+    assert fast < 6  # GFLOP at 256² plus the border margin (~18 at 512²)
+    assert full / fast > 14, (full, fast)
+
+
+def test_pruned_encoder_starts_at_the_teachers_scale(encoder, fast_stylizer, content):
+    """Pruning alone leaves the activations ~100x too small; calibration puts them on the teacher's."""
+    with torch.inference_mode():
+        ours = fast_stylizer.encoder(content)["relu4_1"].mean()
+        teacher = encoder(content)["relu4_1"].mean()
+    assert 0.5 < float(ours / teacher) < 2.0
+
+
+def test_weights_file_round_trip(fast_stylizer, tmp_path, content, style):
+    path = tmp_path / "student.safetensors"
+    save_student(fast_stylizer.encoder, fast_stylizer.decoder, path)
+    loaded = Stylizer(*load_student(path), torch.device("cpu"))
+    expected = fast_stylizer.stylize(content, [style])
+    torch.testing.assert_close(loaded.stylize(content, [style]), expected, atol=0.02, rtol=0)  # fp16 file
+
+
+def test_missing_or_broken_weights_file_says_so(tmp_path):
+    with pytest.raises(ModelFileError, match="fast model weights file not found"):
+        load_student(tmp_path / "absent.safetensors")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelFileError, match="not a valid Atelier student"):
+        load_student(broken)
+
+
+def test_engine_loads_only_the_model_a_render_asks_for(
+    student_file, full_model_refused, content_image, style_image
+):
+    engine = Engine.load(EngineSpec(device="cpu", student_path=str(student_file)))
+    assert engine.default_model == "fast"  # auto, on a CPU
+    rendered = engine.render(content_image, [style_image], RenderOptions(max_side=48))
+    assert rendered.image.size == (48, 48)
+    assert engine.stylizer().decoder.width == STUDENT_WIDTH
+
+
+@pytest.mark.parametrize(("configured", "expected"), [("auto", "fast"), ("fast", "fast"), ("full", "full")])
+def test_bot_settings_choose_the_model(configured, expected, student_file):
+    settings = Settings(_env_file=None, device="cpu", model=configured, student_path=student_file)
+    spec = settings.engine_spec()
+    assert spec.student_path == str(student_file)
+    engine = Engine.load(spec)
+    assert engine.default_model == expected
+    assert engine.stylizer().decoder.width == (STUDENT_WIDTH if expected == "fast" else 512)
+
+
+def test_bot_settings_refuse_an_unknown_model():
+    with pytest.raises(ValueError, match="model"):
+        Settings(_env_file=None, model="tiny")
+
+
+def test_cli_fast_model_end_to_end(
+    student_file, full_model_refused, monkeypatch, tmp_path, content_image, style_image
+):
+    monkeypatch.setenv("NST_STUDENT_PATH", str(student_file))
+    content, style, out = tmp_path / "c.png", tmp_path / "s.png", tmp_path / "out.png"
+    content_image.save(content)
+    style_image.save(style)
+    command = ["stylize", str(content), str(style), "-o", str(out), "--model", "fast", "--alpha", "0.7"]
+    assert main(command) == 0
+    assert Image.open(out).size == content_image.size
+
+
+def test_cli_names_a_missing_fast_model(monkeypatch, tmp_path, content_image, capsys):
+    monkeypatch.setenv("NST_STUDENT_PATH", str(tmp_path / "absent.safetensors"))
+    content = tmp_path / "c.png"
+    content_image.save(content)
+    command = ["stylize", str(content), str(content), "-o", str(tmp_path / "o.png"), "--model", "fast"]
+    assert main(command) == 1
+    assert "fast model weights file not found" in capsys.readouterr().err
