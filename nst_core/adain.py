@@ -11,18 +11,13 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from nst_core.architecture import BORDER_PAD, ENCODER_LAYER, can_mirror, encoding_margins
 from nst_core.color import color_inputs, color_output
 from nst_core.decoder import Decoder, load_decoder
 from nst_core.device import resolve_device
 from nst_core.options import DEFAULT_OPTIONS, RenderOptions, equal_weights
 from nst_core.student import load_student
 from nst_core.vgg import VGGEncoder, get_encoder
-
-ENCODER_LAYER = "relu4_1"
-DOWNSAMPLING = 8  # relu4_1 sits after three 2x2 pools
-# The decoder paints a band along the picture's edges where the encoder saw its zero padding; the
-# content is mirrored outwards by this much before encoding and the band is cropped off after.
-BORDER_PAD = 16
 
 
 @dataclass(frozen=True)
@@ -54,20 +49,13 @@ def mix_stats(stats: Sequence[StyleStats], weights: Sequence[float]) -> StyleSta
     return StyleStats(mean, std)  # type: ignore[arg-type]
 
 
-def _pad(image: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
-    """Mirror the picture outwards (repeat its edge where it is too small to mirror that far)."""
-    if not (left or right or top or bottom):
-        return image
-    height, width = image.shape[-2:]
-    mode = "reflect" if max(top, bottom) < height and max(left, right) < width else "replicate"
-    return F.pad(image, (left, right, top, bottom), mode=mode)
-
-
 def _padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
-    """``border`` pixels all round, then up to a multiple of ``DOWNSAMPLING`` on the right and bottom."""
-    height, width = image.shape[-2] + 2 * border, image.shape[-1] + 2 * border
-    right, bottom = border + (-width % DOWNSAMPLING), border + (-height % DOWNSAMPLING)
-    return _pad(image, border, right, border, bottom)
+    """The picture mirrored outwards by ``encoding_margins`` (its edge repeated where it is too small)."""
+    height, width = image.shape[-2:]
+    margins = encoding_margins(height, width, border)
+    if not any(margins):
+        return image
+    return F.pad(image, margins, mode="reflect" if can_mirror(height, width, margins) else "replicate")
 
 
 StyleRequest = tuple[torch.Tensor, Sequence[torch.Tensor], RenderOptions]  # content, styles, options

@@ -50,8 +50,7 @@ def _weight(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nst_core.device import DEVICE_CHOICES
-    from nst_core.options import HQ_INIT_CHOICES, MODEL_CHOICES, PRESERVE_COLOR_CHOICES
+    from nst_core.options import DEVICE_CHOICES, HQ_INIT_CHOICES, MODEL_CHOICES, PRESERVE_COLOR_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="nst", description="Neural style transfer: AdaIN (fast) and Gatys (HQ)."
@@ -107,48 +106,62 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_stylize(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from nst_core.device import use_all_cpu_cores
-    from nst_core.images import encode_image, format_for_path, load_image
-    from nst_core.options import EngineSpec, RenderOptions
-    from nst_core.pipeline import Engine
+    from nst_core.images import encode_image, fit_max_side, format_for_path, load_image
+    from nst_core.lite import serves_without_torch
+    from nst_core.options import RenderOptions
 
     options = RenderOptions(
         weights=args.weights, alpha=args.alpha, preserve_color=args.preserve_color,
         max_side=args.size, hq=args.hq, steps=args.steps, hq_init=args.hq_init, model=args.model,
     )  # fmt: skip
-    options.weights_for(len(args.styles))  # a usage error shows before seconds of model loading
+    weights = options.weights_for(len(args.styles))  # a usage error shows before seconds of model loading
     output_format = format_for_path(args.output)
     content = load_image(args.content)  # so do bad files
     styles = [load_image(path) for path in args.styles]
+    started = time.monotonic()
+    if serves_without_torch(options, args.device):
+        from nst_core.lite import LiteStudent
+
+        content, styles = (
+            fit_max_side(content, args.size),
+            [fit_max_side(style, args.size) for style in styles],
+        )
+        image = LiteStudent.load(args.student).stylize(content, styles, weights, options.alpha)
+    else:
+        image = render_with_torch(args, options, content, styles)
+    with open(args.output, "wb") as handle:
+        handle.write(encode_image(image, output_format))
+    print(f"wrote {args.output} ({image.width}×{image.height}) in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def render_with_torch(args: argparse.Namespace, options, content, styles):
+    """Everything the torch-free fast model does not do: HQ, the full model, a GPU, colour handling."""
+    from tqdm import tqdm
+
+    from nst_core.device import use_all_cpu_cores
+    from nst_core.options import EngineSpec
+    from nst_core.pipeline import Engine
+
     use_all_cpu_cores()
-    spec = EngineSpec(args.device, args.model, args.decoder, args.vgg, args.student)
-    engine = Engine.load(spec)
+    engine = Engine.load(EngineSpec(args.device, args.model, args.decoder, args.vgg, args.student))
     if not args.hq and not engine.stylizer(options.model).decoder_trained:
         print(
             "warning: no trained decoder is installed (weights/decoder.safetensors); "
             "fast mode output will be noise. Train one with 'nst train' or use --hq.",
             file=sys.stderr,
         )
-    started = time.monotonic()
-    progress = None
-    if args.hq:
-        bar = tqdm(
-            total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]"
-        )
+    if not args.hq:
+        return engine.render(content, styles, options).image
+    bar = tqdm(total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
 
-        def progress(update) -> None:
-            bar.update(update.fraction * 100 - bar.n)
-            bar.set_postfix_str(f"loss {update.loss:.3g}")
+    def progress(update) -> None:
+        bar.update(update.fraction * 100 - bar.n)
+        bar.set_postfix_str(f"loss {update.loss:.3g}")
 
     image = engine.render(content, styles, options, progress=progress).image
-    if args.hq:
-        bar.close()
-    with open(args.output, "wb") as handle:
-        handle.write(encode_image(image, output_format))
-    print(f"wrote {args.output} ({image.width}×{image.height}) in {time.monotonic() - started:.1f} s")
-    return EXIT_OK
+    bar.close()
+    return image
 
 
 def main(argv: Sequence[str] | None = None) -> int:

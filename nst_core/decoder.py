@@ -10,15 +10,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from nst_core.architecture import FEATURE_SCALE, decoder_plan
 from nst_core.errors import ModelFileError
 
 DECODER_PATH_ENV = "NST_DECODER_PATH"
 DEFAULT_DECODER_PATH = Path(__file__).resolve().parent.parent / "weights" / "decoder.safetensors"
-
-# Raw Caffe VGG activations at relu4_1 are large (their mean std over natural images and artworks
-# is ~600, see weights/README.md); dividing by it keeps the decoder's first layer in the range
-# PyTorch's default init and Adam's step size expect, so training starts well-conditioned.
-FEATURE_SCALE = 600.0
 
 
 def _conv(c_in: int, c_out: int, relu: bool = True) -> list[nn.Module]:
@@ -37,15 +33,11 @@ class Decoder(nn.Module):
 
     def __init__(self, width: int = 512) -> None:
         super().__init__()
-        up = nn.Upsample(scale_factor=2, mode="nearest")
-        c4, c3, c2, c1 = width, width // 2, width // 4, width // 8
+        layers: list[nn.Module] = []
+        for step in decoder_plan(width):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest")] if step is None else _conv(*step)
         self.width = width
-        self.net = nn.Sequential(
-            *_conv(c4, c3), up,
-            *_conv(c3, c3), *_conv(c3, c3), *_conv(c3, c3), *_conv(c3, c2), up,
-            *_conv(c2, c2), *_conv(c2, c1), up,
-            *_conv(c1, c1), *_conv(c1, 3, relu=False),
-        )  # fmt: skip
+        self.net = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features / FEATURE_SCALE)

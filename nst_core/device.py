@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from nst_core.cpu import usable_cpu_cores
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+from nst_core.options import DEVICE_CHOICES
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -23,7 +23,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.nn import functional as F
 
-from nst_core.adain import BORDER_PAD, ENCODER_LAYER, Stylizer, adain, feature_stats
+from nst_core.adain import Stylizer, adain, feature_stats
+from nst_core.architecture import BORDER_PAD, ENCODER_LAYER
 from nst_core.images import IMAGE_SUFFIXES, fit_max_side, load_image
 from nst_core.losses import (
     ADAIN_STYLE_LAYERS,

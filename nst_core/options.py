@@ -23,6 +23,7 @@ ModelChoice = Literal["auto", "full", "fast"]
 PRESERVE_COLOR_CHOICES: tuple[str, ...] = get_args(PreserveColor)
 HQ_INIT_CHOICES: tuple[str, ...] = get_args(HqInit)
 MODEL_CHOICES: tuple[str, ...] = get_args(ModelChoice)
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # or cuda:N
 
 
 def normalize_weights(weights: Sequence[float]) -> tuple[float, ...]:

@@ -11,20 +11,14 @@ student decoder is trained with the full VGG-19 as the loss network (``nst_core.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
+from nst_core.architecture import STUDENT_LAYERS, STUDENT_WIDTH, WIDTH_DIVISOR
 from nst_core.decoder import Decoder, save_module, seeded
-from nst_core.errors import ModelFileError
-from nst_core.vgg import LAYER_NAMES, VGGEncoder, load_vgg_weights
+from nst_core.lite import not_a_student, read_student
+from nst_core.vgg import VGGEncoder, load_vgg_weights
 
-STUDENT_PATH_ENV = "NST_STUDENT_PATH"
-DEFAULT_STUDENT_PATH = Path(__file__).resolve().parent.parent / "weights" / "student.safetensors"
-WIDTH_DIVISOR = 4
-STUDENT_LAYERS = LAYER_NAMES[: LAYER_NAMES.index("relu4_1") + 1]
-STUDENT_WIDTH = 512 // WIDTH_DIVISOR  # relu4_1 channels
 FORMAT = "atelier-adain-student-v1"
 
 Weights = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -61,23 +55,11 @@ def untrained_student(images: torch.Tensor, vgg_path: str | None = None) -> tupl
     )
 
 
-def student_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The student file to use: explicit path, else ``$NST_STUDENT_PATH``, else ``weights/``."""
-    if path is not None:
-        return Path(path)
-    return Path(os.environ.get(STUDENT_PATH_ENV) or DEFAULT_STUDENT_PATH)
-
-
 def load_student(path: str | os.PathLike[str] | None = None) -> tuple[VGGEncoder, Decoder]:
     """The fast model's encoder and decoder from its weights file."""
-    target = student_path(path)
-    if not target.is_file():
-        raise ModelFileError(
-            f"fast model weights file not found: {target}. Train it (make train-fast), point "
-            f"{STUDENT_PATH_ENV} at it, or use the full model."
-        )
+    tensors, target = read_student(path)
     try:
-        state = {key: value.float() for key, value in load_file(str(target)).items()}
+        state = {key: torch.from_numpy(value).float() for key, value in tensors.items()}
         encoder = VGGEncoder(
             {
                 name: (state[f"encoder.{name}.weight"], state[f"encoder.{name}.bias"])
@@ -89,9 +71,7 @@ def load_student(path: str | os.PathLike[str] | None = None) -> tuple[VGGEncoder
             {key[8:]: value for key, value in state.items() if key.startswith("decoder.")}
         )
     except Exception as exc:
-        raise ModelFileError(
-            f"fast model weights file {target} is not a valid Atelier student: {exc}"
-        ) from exc
+        raise not_a_student(target, exc) from exc
     return encoder, decoder.eval()
 
 

@@ -32,7 +32,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from nst_core.adain import ENCODER_LAYER, StyleStats, adain, feature_stats
+from nst_core.adain import StyleStats, adain, feature_stats
+from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH
 from nst_core.decoder import Decoder, save_decoder
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import IMAGE_SUFFIXES
@@ -44,7 +45,7 @@ from nst_core.losses import (
     adain_target,
     normalized_stats,
 )
-from nst_core.student import STUDENT_WIDTH, save_student, untrained_student
+from nst_core.student import save_student, untrained_student
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 

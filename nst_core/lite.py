@@ -1,0 +1,191 @@
+"""The fast model in numpy alone, for the CLI: a whole ``nst stylize`` call without importing torch.
+
+Why: importing torch costs 2.1 s and ~640 MiB of resident memory on our 2-core AVX2 machines, several
+times what the fast model's render costs (~0.4 s at 512²); numpy costs 0.1 s and ~30 MiB. Every CLI
+call pays the import, so the CLI renders the fast model here when it can (a CPU, fast mode, no colour
+preservation) and hands everything else to the torch engine. The arithmetic is the torch
+``Stylizer``'s, step for step (``tests/test_lite.py`` holds them to the same pixels): the content
+mirrored outwards, the student's relu4_1, AdaIN with the mixed style statistics, alpha, the decoder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from nst_core.architecture import (
+    BGR_MEAN,
+    BORDER_PAD,
+    FEATURE_SCALE,
+    POOL_AFTER,
+    STUDENT_LAYERS,
+    STUDENT_PATH_ENV,
+    STUDENT_WIDTH,
+    can_mirror,
+    decoder_plan,
+    encoding_margins,
+    student_path,
+)
+from nst_core.errors import ModelFileError
+from nst_core.options import RenderOptions
+
+EPS = 1e-5  # as nst_core.adain.feature_stats
+
+Conv = tuple[np.ndarray, np.ndarray]  # weight (9, out, in): one matrix per tap; bias (out, 1)
+
+
+def conv3x3(x: np.ndarray, conv: Conv, pad: str) -> np.ndarray:
+    """3x3 convolution of a (C, H, W) picture with a 1-pixel ``pad`` ("constant": VGG's zeros,
+    "reflect": the decoder's), as nine matrix products over the padded picture, copying nothing.
+
+    Flattened, the padded picture's rows are W+2 long, so each tap's input for every output pixel is
+    one contiguous run of each channel, shifted by dy·(W+2)+dx: a strided view BLAS reads as it is.
+    The two extra columns this computes per row are dropped at the end (one spare padded row keeps
+    the last run inside the array).
+    """
+    weight, bias = conv
+    channels, height, width = x.shape
+    flat = np.pad(x, ((0, 0), (1, 2), (1, 1)), mode=pad).reshape(channels, -1)
+    span = height * (width + 2)
+    out = np.empty((weight.shape[1], span), dtype=np.float32)
+    scratch = np.empty_like(out)
+    for tap in range(9):
+        dy, dx = divmod(tap, 3)
+        start = dy * (width + 2) + dx
+        np.matmul(weight[tap], flat[:, start : start + span], out=scratch if tap else out)
+        if tap:
+            out += scratch
+    out += bias
+    return out.reshape(-1, height, width + 2)[:, :, :width]
+
+
+class LiteStudent:
+    """The fast model's encoder and decoder as float32 arrays, loaded from its safetensors file."""
+
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+        def conv(prefix: str) -> Conv:
+            weight = tensors[f"{prefix}.weight"].astype(np.float32)  # (out, in, 3, 3)
+            taps = weight.transpose(2, 3, 0, 1).reshape(9, weight.shape[0], weight.shape[1])
+            return np.ascontiguousarray(taps), tensors[f"{prefix}.bias"].astype(np.float32)[:, None]
+
+        self.encoder = [(name, conv(f"encoder.{name}")) for name in STUDENT_LAYERS]
+        decoder_keys = sorted(
+            int(key.split(".")[2])
+            for key in tensors
+            if key.startswith("decoder.") and key.endswith(".weight")
+        )  # decoder.net.<index>.weight, in forward order
+        convs = iter(conv(f"decoder.net.{index}") for index in decoder_keys)
+        self.decoder = [
+            None if step is None else (next(convs), step[2]) for step in decoder_plan(STUDENT_WIDTH)
+        ]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> LiteStudent:
+        tensors, target = read_student(path)
+        try:
+            return cls(tensors)
+        except Exception as exc:
+            raise not_a_student(target, exc) from exc
+
+    def encode(self, rgb: np.ndarray) -> np.ndarray:
+        """relu4_1 (C, H/8, W/8) of an RGB picture (3, H, W) in [0, 1]."""
+        x = rgb[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
+        for name, conv in self.encoder:
+            x = np.maximum(conv3x3(x, conv, "constant"), 0.0)
+            if name in POOL_AFTER:  # 2x2, stride 2; an odd last row or column is dropped, as in torch
+                channels, height, width = x.shape[0], x.shape[1] // 2, x.shape[2] // 2
+                x = x[:, : 2 * height, : 2 * width].reshape(channels, height, 2, width, 2).max(axis=(2, 4))
+        return x
+
+    def decode(self, features: np.ndarray) -> np.ndarray:
+        x = features / FEATURE_SCALE
+        for step in self.decoder:
+            if step is None:
+                x = x.repeat(2, axis=1).repeat(2, axis=2)
+                continue
+            conv, relu = step
+            x = conv3x3(x, conv, "reflect")
+            if relu:
+                x = np.maximum(x, 0.0)
+        return x
+
+    def stylize(
+        self, content: Image.Image, styles: Sequence[Image.Image], weights: Sequence[float], alpha: float
+    ) -> Image.Image:
+        """``content`` in the mixed style of ``styles`` (weights summing to 1), at its own size."""
+        image = _to_array(content)
+        height, width = image.shape[1:]
+        features = self.encode(_mirrored(image, BORDER_PAD))
+        style_mean, style_std = np.float32(0.0), np.float32(0.0)
+        for style, weight in zip(styles, weights, strict=True):
+            if weight > 0:  # sum_i w_i AdaIN(f, s_i) is AdaIN with the mixed statistics
+                mean, std = _stats(self.encode(_to_array(style)))
+                style_mean, style_std = style_mean + weight * mean, style_std + weight * std
+        mean, std = _stats(features)
+        target = (features - mean) / std * style_std + style_mean
+        if alpha < 1.0:
+            target = alpha * target + (1.0 - alpha) * features
+        output = self.decode(target.astype(np.float32))
+        output = output[:, BORDER_PAD : BORDER_PAD + height, BORDER_PAD : BORDER_PAD + width]
+        return Image.fromarray(
+            (np.clip(output.transpose(1, 2, 0), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        )
+
+
+def accelerator_present() -> bool:
+    """An NVIDIA or AMD GPU's device files, or Apple silicon (MPS): where torch may run faster."""
+    import platform
+
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return True
+    return any(Path(path).exists() for path in ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd"))
+
+
+def serves_without_torch(options: RenderOptions, device: str) -> bool:
+    """Whether this module can render ``options``: fast mode on a CPU, with no colour preservation."""
+    on_cpu = device == "cpu" or (device == "auto" and not accelerator_present())
+    return (
+        on_cpu and not options.hq and options.preserve_color == "none" and options.model in ("auto", "fast")
+    )
+
+
+def read_student(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, np.ndarray], Path]:
+    """The fast model's tensors (fp16 as stored) and the file they came from; clear errors else."""
+    from safetensors.numpy import load_file
+
+    target = student_path(path)
+    if not target.is_file():
+        raise ModelFileError(
+            f"fast model weights file not found: {target}. Train it (make train-fast), point "
+            f"{STUDENT_PATH_ENV} at it, or use the full model."
+        )
+    try:
+        return load_file(str(target)), target
+    except Exception as exc:
+        raise not_a_student(target, exc) from exc
+
+
+def not_a_student(target: Path, exc: Exception) -> ModelFileError:
+    return ModelFileError(f"fast model weights file {target} is not a valid Atelier student: {exc}")
+
+
+def _to_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def _mirrored(image: np.ndarray, border: int) -> np.ndarray:
+    """As ``nst_core.adain._padded_for_encoding``: mirrored (or edge-repeated) to ``encoding_margins``."""
+    height, width = image.shape[1:]
+    left, right, top, bottom = margins = encoding_margins(height, width, border)
+    mode = "reflect" if can_mirror(height, width, margins) else "edge"
+    return np.pad(image, ((0, 0), (top, bottom), (left, right)), mode=mode)
+
+
+def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Channel means and stds over the picture, as ``nst_core.adain.feature_stats``."""
+    mean = features.mean(axis=(1, 2), keepdims=True)
+    return mean, np.sqrt(features.var(axis=(1, 2), keepdims=True) + EPS)

@@ -1,0 +1,73 @@
+"""The torch-free fast model of the CLI paints what the torch engine paints, without importing torch."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from nst_core.adain import Stylizer
+from nst_core.lite import LiteStudent, serves_without_torch
+from nst_core.options import RenderOptions
+from nst_core.student import load_student
+from nst_core.tensors import to_pil, to_tensor
+from testkit.pictures import sample_image
+
+
+@pytest.fixture(scope="module")
+def both(student_file):
+    """The same weights file in both runtimes."""
+    return LiteStudent.load(student_file), Stylizer(*load_student(student_file), torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    ("content_size", "weights", "alpha"),
+    [((64, 64), (1.0,), 1.0), ((61, 47), (0.7, 0.3), 0.6), ((5, 9), (1.0, 0.0), 1.0)],
+    ids=["square", "odd-sizes-mix-alpha", "tiny-one-weight-zero"],
+)
+def test_lite_paints_what_the_torch_engine_paints(both, content_size, weights, alpha):
+    lite, stylizer = both
+    content = sample_image("astronaut").resize(content_size)
+    styles = [sample_image("coffee").resize((72, 50)), sample_image("chelsea").resize((45, 67))][
+        : len(weights)
+    ]
+    ours = np.asarray(lite.stylize(content, styles, weights, alpha), dtype=np.int16)
+    options = RenderOptions(weights=weights, alpha=alpha)
+    expected = to_pil(stylizer.stylize(to_tensor(content), [to_tensor(s) for s in styles], options))
+    difference = np.abs(ours - np.asarray(expected, dtype=np.int16))
+    assert ours.shape == (content_size[1], content_size[0], 3)
+    assert difference.max() <= 2 and difference.mean() < 0.1  # float summation order, 8-bit rounding
+
+
+@pytest.mark.parametrize(
+    ("options", "device", "serves"),
+    [
+        (RenderOptions(), "cpu", True),
+        (RenderOptions(model="fast", alpha=0.5, weights=(1, 2)), "cpu", True),
+        (RenderOptions(model="full"), "cpu", False),
+        (RenderOptions(hq=True), "cpu", False),
+        (RenderOptions(preserve_color="luminance"), "cpu", False),
+        (RenderOptions(), "cuda", False),
+    ],
+)
+def test_what_the_torch_free_path_serves(options, device, serves):
+    assert serves_without_torch(options, device) is serves
+
+
+def test_cli_fast_mode_never_imports_torch(student_file, tmp_path):
+    content, style, out = tmp_path / "c.png", tmp_path / "s.png", tmp_path / "o.jpg"
+    sample_image("astronaut").resize((40, 30)).save(content)
+    sample_image("coffee").resize((30, 40)).save(style)
+    script = (
+        "import sys; from nst_core.cli import main; "
+        f"code = main(['stylize', {str(content)!r}, {str(style)!r}, '-o', {str(out)!r}, '--device', 'cpu']); "
+        "print(code, 'torch' in sys.modules)"
+    )
+    environment = os.environ | {"NST_STUDENT_PATH": str(student_file)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=environment, check=True
+    )
+    assert result.stdout.split()[-2:] == ["0", "False"]
+    assert out.stat().st_size > 0
