@@ -7,7 +7,8 @@ environment (``benchmarks/.peer-venv``, from the package registry, once) and run
 ``--style-image`` and ``--max-size``; ours is ``nst stylize --model full`` and ``--model fast``.
 For ``--pairs`` held-out photo × artwork pairs (the validation split of ``../shared/datasets``):
 
-- whole process: wall time and peak RSS of each CLI call (process start, imports, model loading);
+- whole process: wall time and peak RSS of each CLI call (process start, imports, model loading;
+  GNU time);
 - warm, in one process: per-image latency with the style's statistics cached and uncached, and at
   512×512 (scikit-image's astronaut);
 - quality, by one evaluator for all three: the full VGG-19's content distance (relu4_1 against the
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -82,14 +82,13 @@ def held_out_pairs(count: int) -> list[tuple[Path, Path]]:
 
 
 def whole_process(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one process, measured by the kernel (wait4)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"{command[0]} failed: {process.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
-    return wall, usage.ru_maxrss / 1024
+    """(wall seconds, peak RSS in MiB) of one process. GNU time reports the RSS: a child forked from
+    this process (torch loaded) would inherit its high-water mark in ``wait4``'s figure."""
+    timed = subprocess.run(["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True)
+    if timed.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {timed.stderr[-500:]}")
+    wall, peak_kib = timed.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(peak_kib) / 1024
 
 
 def cli_command(tool: str, content: Path, style: Path, output: Path, size: int) -> list[str]:

@@ -6,10 +6,11 @@ import asyncio
 import sys
 
 from pydantic import ValidationError
-from telegram.error import InvalidToken
+from telegram.error import InvalidToken, NetworkError
 
 from bot.app import configure_logging, serve
 from bot.config import Settings
+from bot.pool import EngineUnavailable
 
 MISSING_TOKEN = """BOT_TOKEN is not set.
 
@@ -46,6 +47,12 @@ def main() -> int:
         asyncio.run(serve(settings))
     except InvalidToken:
         print(REJECTED_TOKEN.format(url=settings.bot_api_url), file=sys.stderr)
+        return 2
+    except NetworkError as exc:
+        print(f"Cannot reach the Bot API at {settings.bot_api_url}: {exc}", file=sys.stderr)
+        return 2
+    except EngineUnavailable as exc:
+        print(f"The inference worker cannot load the models: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -45,8 +45,9 @@ class Settings(BaseSettings):
     hq_steps: int = Field(500, ge=1)
     shutdown_grace_s: float = Field(20.0, ge=0)
     engine_factory: str = "bot.worker:load_engine"
+    # full until the student is trained to its quality bar (weights/README.md); then auto
     model: ModelChoice = Field(
-        "auto",
+        "full",
         description="fast mode's network: full, fast (the student), auto: fast on a CPU, full on a GPU",
     )
     decoder_path: Path | None = None

@@ -1,9 +1,10 @@
 """What the pool and its workers say to each other over their pipes, and how a job can fail.
 
 Pool → worker: a ``RenderJob`` (or ``None``: exit) on the jobs pipe, ``Cancel`` on the control pipe
-(it may arrive before the job itself). Worker → pool: ``Ready``, then per job ``Started``, a few
-``Advanced`` (throttled by the worker), and one ``Finished`` or ``Failed``. The pool adds ``Exited``
-itself when the worker's pipe closes. Results travel as files (the job's ``result_path``), not here.
+(it may arrive before the job itself). Worker → pool: ``Ready`` (or ``Unable``), then per job
+``Started``, a few ``Advanced`` (throttled by the worker), and one ``Finished`` or ``Failed``. The pool
+adds ``Exited`` itself when the worker's pipe closes. Results travel as files (the job's
+``result_path``), not here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ class Cancel:
 @dataclass(frozen=True)
 class Ready:
     pid: int
+
+
+@dataclass(frozen=True)
+class Unable:
+    """The worker could not load its engine (a weights file missing or broken) and exits."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -60,4 +68,4 @@ class Exited:
     """The worker's pipe closed: it exited or was killed."""
 
 
-WorkerMessage = Ready | Started | Advanced | Finished | Failed | Exited
+WorkerMessage = Ready | Unable | Started | Advanced | Finished | Failed | Exited

@@ -38,7 +38,18 @@ from bot.jobs import (
     render_deadline_s,
 )
 from bot.journal import JobJournal
-from bot.messages import Advanced, Cancel, Exited, Failed, Failure, Finished, Ready, Started, WorkerMessage
+from bot.messages import (
+    Advanced,
+    Cancel,
+    Exited,
+    Failed,
+    Failure,
+    Finished,
+    Ready,
+    Started,
+    Unable,
+    WorkerMessage,
+)
 from bot.persistence import count_saved_users
 from bot.storage import Database
 from bot.worker import worker_main
@@ -50,6 +61,10 @@ RESPAWN_ATTEMPTS = 3  # then the slot is down: queued users are told, and it ret
 RESPAWN_BACKOFF_S = 0.5
 DOWN_RETRY_S = 30.0
 MAX_ATTEMPTS = 2  # a job whose worker vanished before starting it runs once more
+
+
+class EngineUnavailable(RuntimeError):
+    """A worker could not load the models; the message is the engine's own (e.g. the missing file)."""
 
 
 @dataclass
@@ -275,6 +290,8 @@ class EmbeddedPool:
         message = await self._receive(worker, WORKER_START_TIMEOUT_S)
         if not isinstance(message, Ready):
             self._kill(slot)
+            if isinstance(message, Unable):
+                raise EngineUnavailable(message.reason)
             raise RuntimeError(f"inference worker {slot} failed to start: {message}")
         logger.info("worker %d ready (pid %s)", slot, process.pid)
 

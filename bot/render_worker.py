@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ from bot.worker import decode_pictures, failure_of, resolve_factory, throttled
 from nst_core.control import CancelToken, Rendered
 from nst_core.cpu import usable_cpu_cores
 from nst_core.device import resolve_device
+from nst_core.errors import ModelFileError
 from nst_core.images import ImageLimits, encode_image
 from nst_core.options import RenderOptions
 
@@ -267,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     if settings.device == "cpu" or not torch.cuda.is_available():
         torch.set_num_threads(usable_cpu_cores())
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ModelFileError as exc:
+        print(f"The render worker cannot load the models: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

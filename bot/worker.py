@@ -28,7 +28,7 @@ from PIL import Image
 
 from bot.files import write_atomically
 from bot.jobs import RenderJob
-from bot.messages import Advanced, Failed, Finished, Ready, Started
+from bot.messages import Advanced, Failed, Finished, Ready, Started, Unable
 from nst_core.control import CancelToken, Progress, ProgressCallback
 from nst_core.errors import ImageError
 from nst_core.images import ImageLimits, decode_image, encode_image
@@ -38,10 +38,13 @@ logger = logging.getLogger(__name__)
 
 
 def load_engine(spec: EngineSpec) -> Any:
-    """Default engine factory: the real models."""
+    """Default engine factory: the real models, the default one loaded now, so that a missing weights
+    file stops the start (not every job) and the first user does not wait for the loading."""
     from nst_core.pipeline import Engine
 
-    return Engine.load(spec)
+    engine = Engine.load(spec)
+    engine.stylizer()
+    return engine
 
 
 def resolve_factory(path: str):
@@ -171,7 +174,11 @@ def worker_main(jobs: Connection, control: Connection, events: Connection, confi
     threads = config.get("threads")
     if threads:
         torch.set_num_threads(threads)
-    engine = resolve_factory(config["engine_factory"])(config["engine"])
+    try:
+        engine = resolve_factory(config["engine_factory"])(config["engine"])
+    except Exception as exc:
+        events.send(Unable(str(exc)))
+        return
     limits = ImageLimits(max_bytes=config["max_bytes"], max_pixels=config["max_pixels"])
     listener = _CancelListener(control)
     listener.start()

@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=_size, default=512, help="max side of the output in pixels (default 512)"
     )
     stylize.add_argument(
-        "--model", choices=MODEL_CHOICES, default="auto",
-        help="fast mode's network: full, fast (the student, ~16x cheaper); auto: fast on CPU, full on GPU",
+        "--model", choices=MODEL_CHOICES, default="full",
+        help="fast mode's network: full (default), fast (the student, ~16x cheaper, still in training); "
+        "auto: fast on CPU, full on GPU",
     )  # fmt: skip
     stylize.add_argument("--hq", action="store_true", help="Gatys optimization (slow, best quality)")
     stylize.add_argument(

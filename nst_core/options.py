@@ -102,7 +102,7 @@ class EngineSpec:
     """
 
     device: str = "auto"
-    model: ModelChoice = "auto"
+    model: ModelChoice = "full"  # until the student is trained to its quality bar (weights/README.md)
     decoder_path: str | None = None
     vgg_path: str | None = None
     student_path: str | None = None

@@ -14,6 +14,12 @@ that relu4_1 and the style statistics do not see.
 
 An optional first phase (``--pretrain-steps``) makes every sample an identity sample, with no style
 loss: cheap signal that gets the decoder to produce sharp images before the style objective starts.
+
+The fast model (``--model fast``, ``nst_core.student``) trains with the same objective and data, after
+a first phase of its own (``--distill-steps``): the student encoder, pruned from VGG-19, learns to
+describe photos and artworks as VGG-19 does at relu4_1 through a learned 1x1 embedding (collaborative
+distillation, Wang et al. 2020). Then it is frozen, the decoder sees AdaIN in the student's space,
+and VGG-19 stays the loss network: the targets are the teacher's, as for the full model.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def test_cli_fast_mode_never_imports_torch(student_file, tmp_path):
     sample_image("coffee").resize((30, 40)).save(style)
     script = (
         "import sys; from nst_core.cli import main; "
-        f"code = main(['stylize', {str(content)!r}, {str(style)!r}, '-o', {str(out)!r}, '--device', 'cpu']); "
+        f"code = main(['stylize', {str(content)!r}, {str(style)!r}, '-o', {str(out)!r}, '--model', 'auto']); "
         "print(code, 'torch' in sys.modules)"
     )
     environment = os.environ | {"NST_STUDENT_PATH": str(student_file)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -108,3 +110,16 @@ def test_an_hq_render_stopped_by_its_time_budget_says_so(emulator, tmp_path):
         (photo,) = user.wait_photos(1)
     assert photo.params["caption"].startswith("High quality")
     assert "Stopped at the 1 s time limit: this is the best version so far." in photo.params["caption"]
+
+
+def test_a_bot_whose_models_cannot_load_says_why_and_exits(emulator, tmp_path):
+    """The real engine, configured for a fast model that is not there: no bot that fails every job."""
+    missing = tmp_path / "student.safetensors"
+    environment = os.environ | {
+        "BOT_TOKEN": emulator.token, "BOT_API_URL": emulator.base_url, "DATA_DIR": str(tmp_path / "data"),
+        "MODEL": "fast", "STUDENT_PATH": str(missing),
+    }  # fmt: skip
+    bot_main = [sys.executable, "-m", "bot"]
+    finished = subprocess.run(bot_main, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    assert finished.returncode == 2
+    assert f"cannot load the models: fast model weights file not found: {missing}" in finished.stderr

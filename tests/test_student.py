@@ -1,5 +1,6 @@
 """The fast model: a student of VGG-19 at a sixteenth of the compute, chosen by settings and flags."""
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -63,7 +64,7 @@ def test_missing_or_broken_weights_file_says_so(tmp_path):
 def test_engine_loads_only_the_model_a_render_asks_for(
     student_file, full_model_refused, content_image, style_image
 ):
-    engine = Engine.load(EngineSpec(device="cpu", student_path=str(student_file)))
+    engine = Engine.load(EngineSpec(device="cpu", model="auto", student_path=str(student_file)))
     assert engine.default_model == "fast"  # auto, on a CPU
     rendered = engine.render(content_image, [style_image], RenderOptions(max_side=48))
     assert rendered.image.size == (48, 48)
@@ -104,3 +105,16 @@ def test_cli_names_a_missing_fast_model(monkeypatch, tmp_path, content_image, ca
     command = ["stylize", str(content), str(content), "-o", str(tmp_path / "o.png"), "--model", "fast"]
     assert main(command) == 1
     assert "fast model weights file not found" in capsys.readouterr().err
+
+
+def test_a_batch_renders_each_request_with_its_own_model(stylizer, fast_stylizer, content_image, style_image):
+    models = {"full": stylizer, "fast": fast_stylizer}
+    engine = Engine(models.__getitem__, torch.device("cpu"))
+    requests = [
+        (content_image, [style_image], RenderOptions(model=name, max_side=48)) for name in ("full", "fast")
+    ]
+    batched = engine.render_batch(requests)
+    for (content, styles, options), rendered in zip(requests, batched, strict=True):
+        alone = engine.render(content, styles, options)
+        assert np.array_equal(np.asarray(rendered.image), np.asarray(alone.image))
+    assert not np.array_equal(np.asarray(batched[0].image), np.asarray(batched[1].image))
