@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,17 +33,6 @@ def make_notifier(application: Application) -> Callable[[RenderJob], EventSink]:
         return _JobMessages(application, job).handle
 
     return notifier
-
-
-def remaining_s(first: tuple[float, float], now: float, fraction: float) -> float | None:
-    """Seconds left at the pace since the first progress report (time, fraction); None until there
-    is a pace. Measured from job start instead, the loading, the style targets and the first
-    evaluation's warm-up would count as pace: on an AVX2 CPU the first report said 183 min for a
-    job that took 4.6."""
-    since, at = first
-    if fraction <= at or now <= since:
-        return None
-    return (now - since) / (fraction - at) * (1.0 - fraction)
 
 
 class _JobMessages:
@@ -97,7 +85,6 @@ class _JobMessages:
             )
 
     async def _on_started(self, event: JobEvent) -> None:
-        self.job.meta["started_at"] = time.time()
         if self.job.options.hq:
             await self._status(texts.HQ_PROGRESS.format(percent=0, eta="…"), self.cancel_keyboard)
         elif self.status_message_id is not None:
@@ -106,16 +93,11 @@ class _JobMessages:
             await self.bot.send_chat_action(self.job.chat_id, "upload_photo", rate_limit_args=BACKGROUND)
 
     async def _on_progress(self, event: JobEvent) -> None:
-        """Reports arrive already throttled by the worker (``progress_edit_interval_s``)."""
-        if not self.job.options.hq or event.fraction <= 0:
+        """Reports arrive already throttled by the worker (``progress_edit_interval_s``); the ETA is
+        the engine's forecast (calibrated on the device, capped by the time budget)."""
+        if not self.job.options.hq:
             return
-        now = time.time()
-        first = self.job.meta.setdefault("first_progress", [now, event.fraction])
-        left = remaining_s(first, now, event.fraction)
-        budget = self.job.options.time_budget_s
-        if left is not None and budget:  # the render stops at its budget whatever the pace
-            left = min(left, max(0.0, self.job.meta.get("started_at", now) + budget - now))
-        eta = "…" if left is None else texts.human_duration(left)
+        eta = "…" if event.eta_s is None else texts.human_duration(event.eta_s)
         await self._status(
             texts.HQ_PROGRESS.format(percent=int(event.fraction * 100), eta=eta), self.cancel_keyboard
         )

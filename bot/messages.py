@@ -47,6 +47,7 @@ class Started:
 class Advanced:
     job_id: str
     fraction: float  # share of the work done
+    seconds_left: float | None = None  # the engine's forecast
 
 
 @dataclass(frozen=True)

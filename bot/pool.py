@@ -395,8 +395,8 @@ class EmbeddedPool:
                     started = True
                     await self._journal.update(job, "running")
                     await self._emit(JobEvent("started", job))
-                case Advanced(fraction=fraction):
-                    await self._emit(JobEvent("progress", job, fraction=fraction))
+                case Advanced(fraction=fraction, seconds_left=seconds_left):
+                    await self._emit(JobEvent("progress", job, fraction=fraction, eta_s=seconds_left))
                 case Finished(stopped="cancelled", size=size):
                     image = job.result_path if size else None
                     return JobEvent("cancelled", job, image=image, size=size), False

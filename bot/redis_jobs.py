@@ -26,6 +26,7 @@ from saq.queue.redis import RedisQueue
 
 from bot import redis_keys as keys
 from bot.jobs import BackendError, JobEvent, RenderJob
+from nst_core.control import Progress
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_ERROR_S = 1.0
@@ -213,9 +214,11 @@ class JobStore:
         fields = {"user_id": job.user_id, "job_id": job.job_id, "outcome": event.outcome_record()}
         await self.redis.xadd(keys.RESULTS, fields)
 
-    async def publish_progress(self, job: RenderJob, kind: str, fraction: float, started_at: float) -> None:
-        fields = {"user_id": job.user_id, "job_id": job.job_id, "kind": kind, "fraction": fraction,
-                  "started_at": started_at}  # fmt: skip
+    async def publish_progress(self, job: RenderJob, kind: str, progress: Progress) -> None:
+        """``started`` or ``progress``: the share done and the engine's forecast ("" where it has none)."""
+        left = "" if progress.seconds_left is None else progress.seconds_left
+        fields = {"user_id": job.user_id, "job_id": job.job_id, "kind": kind, "fraction": progress.fraction,
+                  "seconds_left": left}  # fmt: skip
         await self.redis.xadd(keys.PROGRESS, fields, maxlen=PROGRESS_KEPT, approximate=True)
 
     # ------------------------------------------------------------------ the end

@@ -40,7 +40,7 @@ from bot.jobs import JobEvent, RenderJob, blended_duration_s, render_deadline_s
 from bot.redis_jobs import MAX_ATTEMPTS, JobStore, connect, make_queues
 from bot.tasks import cancel_and_wait
 from bot.worker import decode_pictures, failure_of, resolve_factory, throttled
-from nst_core.control import CancelToken, Rendered
+from nst_core.control import CancelToken, Progress, Rendered
 from nst_core.cpu import usable_cpu_cores
 from nst_core.device import resolve_device
 from nst_core.errors import ModelFileError
@@ -135,12 +135,12 @@ class RenderWorker:
             await self._finish(job, JobEvent("failed", job, failure="crashed"), None)
             return
         started_at = time.time()
-        await self.store.publish_progress(job, "started", 0.0, started_at)
+        await self.store.publish_progress(job, "started", Progress(0, 0, 0.0, 0.0))
         token, keep = CancelToken(), asyncio.Event()
         async with self._watching(ctx["job"], job, token, keep):
             try:
                 event, png = await asyncio.wait_for(
-                    self._render(job, token, keep, started_at), render_deadline_s(job, self.settings)
+                    self._render(job, token, keep), render_deadline_s(job, self.settings)
                 )
             except TimeoutError:
                 logger.critical("job %s overran its deadline; this worker exits for a fresh one", job_id)
@@ -174,13 +174,13 @@ class RenderWorker:
             await cancel_and_wait(tasks)
 
     async def _render(
-        self, job: RenderJob, token: CancelToken, keep: asyncio.Event, started_at: float
+        self, job: RenderJob, token: CancelToken, keep: asyncio.Event
     ) -> tuple[JobEvent, bytes | None]:
         loop = asyncio.get_running_loop()
         thread = self.hq_thread if job.options.hq else self.batcher.thread
 
-        def report(fraction: float) -> None:
-            publish = self.store.publish_progress(job, "progress", fraction, started_at)
+        def report(progress: Progress) -> None:
+            publish = self.store.publish_progress(job, "progress", progress)
             asyncio.run_coroutine_threadsafe(publish, loop)
 
         try:

@@ -142,11 +142,11 @@ class ResultFeed:
         if found is None or found[1] != "running":
             return  # finished or gone: a late progress edit would only confuse
         job, _ = found
-        job.meta["started_at"] = float(fields[b"started_at"])
         kind, fraction = fields[b"kind"].decode(), float(fields[b"fraction"])
+        left = float(fields[b"seconds_left"]) if fields[b"seconds_left"] else None
         before = dict(job.meta)
-        await self.notifier(job)(JobEvent(kind, job, fraction=fraction))
-        if job.meta != before:  # the status message, the first report's time: for the next front end
+        await self.notifier(job)(JobEvent(kind, job, fraction=fraction, eta_s=left))
+        if job.meta != before:  # the status message: for the next front end
             await self.store.save_meta(job)
 
 

@@ -74,7 +74,7 @@ def decode_pictures(
     return content, styles
 
 
-def throttled(send: Callable[[float], None], interval_s: float) -> ProgressCallback:
+def throttled(send: Callable[[Progress], None], interval_s: float) -> ProgressCallback:
     """A progress callback that passes on at most one report per ``interval_s``."""
     last = -float("inf")
 
@@ -83,7 +83,7 @@ def throttled(send: Callable[[float], None], interval_s: float) -> ProgressCallb
         now = time.monotonic()
         if now - last >= interval_s:
             last = now
-            send(progress.fraction)
+            send(progress)
 
     return report
 
@@ -155,7 +155,8 @@ class _Painter:
         blobs = [path.read_bytes() for path in (job.content, *job.styles)]
         content, styles = decode_pictures(blobs, self.limits, job.options.max_side)
         report = throttled(
-            lambda fraction: self.events.send(Advanced(job.job_id, fraction)), self.progress_interval_s
+            lambda progress: self.events.send(Advanced(job.job_id, progress.fraction, progress.seconds_left)),
+            self.progress_interval_s,
         )
         rendered = self.engine.render(content, styles, job.options, progress=report, cancel=token)
         stopped = "cancelled" if token.cancelled else rendered.stopped  # a fast render ignores the token

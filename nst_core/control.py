@@ -37,6 +37,7 @@ class Progress:
     total: int
     loss: float
     fraction: float  # share of the estimated work done (coarse steps are cheaper)
+    seconds_left: float | None = None  # the engine's forecast, where it has one
 
 
 ProgressCallback = Callable[[Progress], None]

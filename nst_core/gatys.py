@@ -39,6 +39,7 @@ from nst_core.options import equal_weights
 from nst_core.vgg import VGGEncoder
 
 STYLE_LAYER_FACTORS: tuple[float, ...] = (1.0, 1 / 4, 1 / 16, 1 / 64, 1 / 64)  # (64 / N_l)²
+CALIBRATION_SIDES = (64, 160)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,72 @@ class Targets:
     weights: list[float]
 
 
+@dataclass(frozen=True)
+class Level:
+    """One resolution of the coarse-to-fine schedule."""
+
+    scale: float
+    size: tuple[int, int]
+    steps: int
+
+
+def level_plan(full_size: tuple[int, int], config: GatysConfig) -> list[Level]:
+    """The levels, coarse to fine, ending at full size. Coarse levels get more of the evaluations
+    (each is cheaper): ∝ 1/scale, so that each level costs about ∝ scale."""
+    scales = sorted(set(config.scales))
+    if scales[-1] != 1.0:
+        scales.append(1.0)
+    shares = [1.0 / s for s in scales]
+    steps = [max(1, math.floor(config.steps * share / sum(shares))) for share in shares]
+    steps[-1] = max(1, config.steps - sum(steps[:-1]))
+    return [Level(s, scaled_size(full_size, s), n) for s, n in zip(scales, steps, strict=True)]
+
+
+@dataclass(frozen=True)
+class EvaluationCost:
+    """Seconds one loss evaluation (VGG forward and backward, Grams) takes on this device: a fixed
+    part plus a part ∝ pixels, fitted at two sizes. It makes the first ETA honest: a pace measured
+    from step 0 counts the warm-up and the style targets (183 min said for a 4.6 min job)."""
+
+    fixed_s: float
+    per_megapixel_s: float
+
+    def seconds(self, size: tuple[int, int]) -> float:
+        return self.fixed_s + self.per_megapixel_s * size[0] * size[1] / 1e6
+
+
+class Forecast:
+    """Seconds left of one run: the calibrated cost of the evaluations still to come, scaled by how
+    the run has kept to the calibration since its first few evaluations (which warm up)."""
+
+    WARM_UP = 3
+
+    def __init__(self, cost: EvaluationCost, plan: Sequence[Level], deadline: float | None) -> None:
+        self.level_cost = {level: cost.seconds(level.size) for level in plan}
+        self.left_s = sum(level.steps * seconds for level, seconds in self.level_cost.items())
+        self.deadline = deadline
+        self.evaluations = 0
+        self.measured_from: float | None = None
+        self.predicted_since = 0.0
+
+    def evaluated(self, level: Level) -> None:
+        self.left_s -= self.level_cost[level]
+        self.evaluations += 1
+        if self.evaluations == self.WARM_UP:
+            self.measured_from = time.monotonic()
+        elif self.measured_from is not None:
+            self.predicted_since += self.level_cost[level]
+
+    def seconds_left(self) -> float:
+        pace = 1.0
+        if self.measured_from is not None and self.predicted_since > 0:
+            pace = (time.monotonic() - self.measured_from) / self.predicted_since
+        left = max(0.0, self.left_s) * pace
+        if self.deadline is not None:
+            left = min(left, max(0.0, self.deadline - time.monotonic()))
+        return left
+
+
 class _Stop(Exception):
     def __init__(self, reason: StopReason | None) -> None:  # None: the level's steps are done
         self.reason = reason
@@ -90,9 +157,13 @@ class _Stop(Exception):
 class GatysOptimizer:
     """Runs one Gatys optimization on a frozen VGG encoder."""
 
-    def __init__(self, encoder: VGGEncoder, config: GatysConfig = GatysConfig()) -> None:
+    def __init__(
+        self, encoder: VGGEncoder, config: GatysConfig = GatysConfig(), cost: EvaluationCost | None = None
+    ) -> None:
+        """``cost`` (``measure_cost``): with it, progress reports carry a forecast of the time left."""
         self.encoder = encoder
         self.config = config
+        self.cost = cost
         self.device = next(encoder.parameters()).device
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
 
@@ -112,6 +183,25 @@ class GatysOptimizer:
             features = self._features(style, GATYS_STYLE_LAYERS)
             grams.append([gram_matrix(features[layer]) for layer in GATYS_STYLE_LAYERS])
         return Targets(content_features, grams, list(weights))
+
+    def measure_cost(self, sides: Sequence[int] = CALIBRATION_SIDES) -> EvaluationCost:
+        """Time one evaluation at two square sizes (each after one untimed: the first at a shape sets
+        up its kernels) and fit ``EvaluationCost``; ~3 s on a 2-core AVX2 CPU."""
+        timings = []
+        for side in sides:
+            image = torch.rand(1, 3, side, side, device=self.device)
+            targets = self.targets(image, [image.flip(-1)], [1.0])
+            pixels = image.roll(side // 2, -1).requires_grad_(True)
+            for timed in (False, True):
+                began = time.perf_counter()
+                content_loss, style_loss = self.losses(pixels, targets)
+                (content_loss + style_loss).backward()
+                float(pixels.grad.sum())  # waits for an accelerator to finish
+                if timed:
+                    timings.append(time.perf_counter() - began)
+        small, large = (side * side / 1e6 for side in sides)
+        per_megapixel = max(0.0, (timings[1] - timings[0]) / (large - small))
+        return EvaluationCost(max(0.0, timings[0] - per_megapixel * small), per_megapixel)
 
     def losses(self, image: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
         """(content loss, weighted style loss) of ``image``: the two terms the objective trades off."""
@@ -144,24 +234,20 @@ class GatysOptimizer:
         if config.steps < 1:
             raise ValueError("steps must be at least 1")
         mix = list(weights or equal_weights(len(styles)))
-        full_size = tuple(content.shape[-2:])
+        full_size: tuple[int, int] = tuple(content.shape[-2:])  # type: ignore[assignment]
         start = init_image if init_image is not None else content
-        scales = sorted(set(config.scales))
-        if scales[-1] != 1.0:
-            scales.append(1.0)
-        # Split the evaluations: coarse levels get more steps (each is cheaper), ∝ 1/scale.
-        shares = [1.0 / s for s in scales]
-        steps_per_level = [max(1, math.floor(config.steps * sh / sum(shares))) for sh in shares]
-        steps_per_level[-1] = max(1, config.steps - sum(steps_per_level[:-1]))
-        work = [n * s * s for n, s in zip(steps_per_level, scales, strict=True)]
-        total_work = sum(work)
+        plan = level_plan(full_size, config)
+        total_work = sum(level.steps * level.scale**2 for level in plan)
         deadline = time.monotonic() + config.time_budget_s if config.time_budget_s else None
+        forecast = Forecast(self.cost, plan, deadline) if self.cost is not None else None
+        if progress is not None and forecast is not None:
+            progress(Progress(0, config.steps, math.nan, 0.0, forecast.seconds_left()))
 
         state = {"step": 0, "work": 0.0, "best_loss": math.inf, "best": None, "losses": []}
         current = start.to(self.device, torch.float32)
         stopped: StopReason = "done"
-        for level, (scale, level_steps) in enumerate(zip(scales, steps_per_level, strict=True)):
-            size = scaled_size(full_size, scale)  # type: ignore[arg-type]
+        for level_index, level in enumerate(plan):
+            scale, size, level_steps = level.scale, level.size, level.steps
             level_content = resize_to(content.to(self.device, torch.float32), size)
             level_styles = [
                 resize_to(s.to(self.device, torch.float32), scaled_size(tuple(s.shape[-2:]), scale))
@@ -187,6 +273,7 @@ class GatysOptimizer:
                 pixels=pixels,
                 targets=targets,
                 scale=scale,
+                level=level,
                 level_end=level_start + level_steps,
                 optimizer=optimizer,
             ):
@@ -209,9 +296,12 @@ class GatysOptimizer:
                 if value < state["best_loss"]:
                     state["best_loss"] = value
                     state["best"] = pixels.detach().clone()
+                if forecast is not None:
+                    forecast.evaluated(level)
                 if progress is not None:
                     fraction = min(1.0, state["work"] / total_work)
-                    progress(Progress(state["step"], config.steps, value, fraction))
+                    left = forecast.seconds_left() if forecast is not None else None
+                    progress(Progress(state["step"], config.steps, value, fraction, left))
                 return loss
 
             try:
@@ -220,8 +310,8 @@ class GatysOptimizer:
                 if stop.reason is not None:
                     stopped = stop.reason
             current = state["best"]
-            if stopped != "done" and level < len(scales) - 1:
-                current = resize_to(current, full_size)  # type: ignore[arg-type]
+            if stopped != "done" and level_index < len(plan) - 1:
+                current = resize_to(current, full_size)
                 break
         image = current.detach().clamp(0, 1).cpu()
         return GatysResult(image, state["best_loss"], state["step"], stopped, state["losses"])

@@ -17,7 +17,7 @@ from nst_core.color import color_inputs, color_output, luminance_as_rgb
 from nst_core.control import CancelToken, ProgressCallback, Rendered, StopReason
 from nst_core.device import bf16_is_fast, resolve_device
 from nst_core.errors import ModelFileError
-from nst_core.gatys import GatysConfig, GatysOptimizer
+from nst_core.gatys import EvaluationCost, GatysConfig, GatysOptimizer
 from nst_core.images import fit_max_side
 from nst_core.options import DEFAULT_OPTIONS, EngineSpec, ModelChoice, RenderOptions
 from nst_core.tensors import to_pil, to_tensor
@@ -44,6 +44,7 @@ class Engine:
         self.device = device
         self.default_model = default_model(device) if model == "auto" else model
         self.gatys_config = gatys_config or GatysConfig(bf16=bf16_is_fast(device))
+        self._evaluation_cost: EvaluationCost | None = None  # measured at the first HQ render
 
     @classmethod
     def load(cls, spec: EngineSpec | None = None) -> Engine:
@@ -133,6 +134,9 @@ class Engine:
             steps=options.steps or self.gatys_config.steps,
             style_weight=self.gatys_config.style_weight * options.alpha,
         )
-        optimizer = GatysOptimizer(self.stylizer("full").encoder, config)  # Gatys needs all of VGG-19
+        encoder = self.stylizer("full").encoder  # Gatys needs all of VGG-19
+        if progress is not None and self._evaluation_cost is None:
+            self._evaluation_cost = GatysOptimizer(encoder, config).measure_cost()
+        optimizer = GatysOptimizer(encoder, config, self._evaluation_cost)
         result = optimizer.run(network_content, network_styles, weights, init, progress, cancel)
         return color_output(result.image, content, options.preserve_color), result.stopped

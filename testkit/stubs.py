@@ -58,15 +58,19 @@ class StubEngine:
 def _steps(
     options: RenderOptions, progress: ProgressCallback | None, cancel: CancelToken | None
 ) -> StopReason:
+    """Sleeps ``HQ_STEPS`` times, reporting each step with a forecast, as the engine does (the first
+    report, at step 0, is the forecast alone)."""
     deadline = time.monotonic() + (options.time_budget_s or float("inf"))
-    for step in range(1, HQ_STEPS + 1):
+    for step in range(HQ_STEPS + 1):
+        if progress is not None:
+            progress(Progress(step, HQ_STEPS, 0.0, step / HQ_STEPS, (HQ_STEPS - step) * HQ_STEP_S))
+        if step == HQ_STEPS:
+            return "done"
         if cancel is not None and cancel.cancelled:
             return "cancelled"
         if time.monotonic() > deadline:
             return "time_budget"
         time.sleep(HQ_STEP_S)
-        if progress is not None:
-            progress(Progress(step, HQ_STEPS, 0.0, step / HQ_STEPS))
     return "done"
 
 

@@ -9,7 +9,7 @@ import torch
 from nst_core.adain import Stylizer
 from nst_core.control import CancelToken
 from nst_core.errors import ModelFileError
-from nst_core.gatys import GatysConfig, GatysOptimizer
+from nst_core.gatys import EvaluationCost, Forecast, GatysConfig, GatysOptimizer, Level, level_plan
 from nst_core.images import fit_max_side
 from nst_core.losses import gram_loss, gram_matrix
 from nst_core.options import RenderOptions
@@ -127,3 +127,45 @@ def test_time_budget_stop_is_reported_by_the_engine(stylizer, content_image, sty
     options = RenderOptions(hq=True, steps=10_000, max_side=48, time_budget_s=0.5)
     rendered = Engine.of(stylizer).render(content_image, [style_image], options)
     assert rendered.stopped == "time_budget" and max(rendered.image.size) == 48
+
+
+def test_the_first_forecast_is_the_calibrated_cost_of_the_plan(encoder, content, style):
+    config = GatysConfig(steps=12, scales=(0.5, 1.0))
+    plan = level_plan(tuple(content.shape[-2:]), config)
+    assert [level.steps for level in plan] == [8, 4] and plan[-1].size == tuple(content.shape[-2:])
+    cost = GatysOptimizer(encoder, config).measure_cost()
+    assert cost.per_megapixel_s > 0 and cost.seconds((64, 64)) < cost.seconds((160, 160))
+    seen = []
+    GatysOptimizer(encoder, config, cost).run(content, [style], progress=seen.append)
+    first, *reports = seen
+    assert (first.step, first.fraction) == (0, 0.0)  # a forecast before any evaluation
+    assert first.seconds_left == pytest.approx(sum(level.steps * cost.seconds(level.size) for level in plan))
+    assert [report.step for report in reports] == list(range(1, 13))
+    assert reports[-1].seconds_left == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_forecast_never_runs_past_the_time_budget(encoder, content, style):
+    slow = EvaluationCost(fixed_s=60.0, per_megapixel_s=0.0)
+    seen = []
+    config = GatysConfig(steps=3, scales=(1.0,), time_budget_s=30.0)
+    GatysOptimizer(encoder, config, slow).run(content, [style], progress=seen.append)
+    assert 29.0 < seen[0].seconds_left <= 30.0  # 180 s of work, but the budget stops it at 30 s
+    seen.clear()
+    GatysOptimizer(encoder, config).run(content, [style], progress=seen.append)
+    assert [report.seconds_left for report in seen] == [None] * 3  # no calibration, no forecast
+
+
+def test_the_forecast_follows_the_pace_after_the_warm_up(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("nst_core.gatys.time.monotonic", lambda: clock[0])
+    level = Level(1.0, (1000, 1000), 10)
+    forecast = Forecast(EvaluationCost(fixed_s=0.0, per_megapixel_s=1.0), [level], deadline=None)
+    assert forecast.seconds_left() == 10.0
+    for _ in range(Forecast.WARM_UP):  # slow first evaluations do not count
+        clock[0] += 30.0
+        forecast.evaluated(level)
+    assert forecast.seconds_left() == 7.0
+    for _ in range(2):  # then twice as slow as calibrated
+        clock[0] += 2.0
+        forecast.evaluated(level)
+    assert forecast.seconds_left() == pytest.approx(10.0)  # 5 evaluations left, 2 s each

@@ -61,6 +61,7 @@ def hq_job(person) -> None:
     person.send_photo(picture(120, 90, seed=1))
     person.send_photo(picture(60, 60, seed=2))
     person.wait_text("% done")  # a progress message: the job is running on a worker
+    person.wait_text("s left")  # the engine's forecast crossed Redis
 
 
 def test_two_pictures_across_both_front_ends(cluster, person):
