@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from nst_core.control import Progress
 from nst_core.errors import NSTError, OptionsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -154,11 +155,12 @@ def render_with_torch(args: argparse.Namespace, options, content, styles):
         )
     if not args.hq:
         return engine.render(content, styles, options).image
-    bar = tqdm(total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]")
+    bar = tqdm(total=100, unit="%", desc="HQ", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}{postfix}]")
 
-    def progress(update) -> None:
+    def progress(update: Progress) -> None:
         bar.update(update.fraction * 100 - bar.n)
-        bar.set_postfix_str(f"loss {update.loss:.3g}")
+        left = "" if update.seconds_left is None else f", ~{update.seconds_left:.0f} s left"  # the engine's
+        bar.set_postfix_str(f"loss {update.loss:.3g}{left}" if update.step else left.lstrip(", "))
 
     image = engine.render(content, styles, options, progress=progress).image
     bar.close()
