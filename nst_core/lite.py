@@ -40,27 +40,42 @@ Conv = tuple[np.ndarray, np.ndarray]  # weight (9, out, in): one matrix per tap;
 
 def conv3x3(x: np.ndarray, conv: Conv, pad: str) -> np.ndarray:
     """3x3 convolution of a (C, H, W) picture with a 1-pixel ``pad`` ("constant": VGG's zeros,
-    "reflect": the decoder's), as nine matrix products over the padded picture, copying nothing.
+    "reflect": the decoder's), as matrix products over the flattened padded picture.
 
     Flattened, the padded picture's rows are W+2 long, so each tap's input for every output pixel is
     one contiguous run of each channel, shifted by dy·(W+2)+dx: a strided view BLAS reads as it is.
     The two extra columns this computes per row are dropped at the end (one spare padded row keeps
-    the last run inside the array).
+    the last run inside the array). Nine products accumulate, copying nothing, except for an RGB
+    input: products with 3 channels are too thin for BLAS, so its nine shifted views are stacked into
+    one (27, pixels) matrix and multiplied once (3.6x faster; stacking 16 channels as well gained 8 %
+    for 130 MB more memory at 512 px).
     """
     weight, bias = conv
     channels, height, width = x.shape
     flat = np.pad(x, ((0, 0), (1, 2), (1, 1)), mode=pad).reshape(channels, -1)
     span = height * (width + 2)
-    out = np.empty((weight.shape[1], span), dtype=np.float32)
-    scratch = np.empty_like(out)
-    for tap in range(9):
-        dy, dx = divmod(tap, 3)
-        start = dy * (width + 2) + dx
-        np.matmul(weight[tap], flat[:, start : start + span], out=scratch if tap else out)
-        if tap:
-            out += scratch
+    starts = [dy * (width + 2) + dx for dy in range(3) for dx in range(3)]
+    if channels == 3:
+        stacked = np.stack([flat[:, start : start + span] for start in starts])
+        out = weight.transpose(1, 0, 2).reshape(weight.shape[1], -1) @ stacked.reshape(-1, span)
+    else:
+        out = np.empty((weight.shape[1], span), dtype=np.float32)
+        scratch = np.empty_like(out)
+        for tap, start in enumerate(starts):
+            np.matmul(weight[tap], flat[:, start : start + span], out=scratch if tap else out)
+            if tap:
+                out += scratch
     out += bias
     return out.reshape(-1, height, width + 2)[:, :, :width]
+
+
+def max_pool2x2(x: np.ndarray) -> np.ndarray:
+    """2x2 max pooling, stride 2; an odd last row or column is dropped, as in torch. Four strided
+    views and three maxima: a reduction over reshaped axes was 10x slower."""
+    height, width = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+    top = np.maximum(x[:, 0:height:2, 0:width:2], x[:, 0:height:2, 1:width:2])
+    bottom = np.maximum(x[:, 1:height:2, 0:width:2], x[:, 1:height:2, 1:width:2])
+    return np.maximum(top, bottom, out=top)
 
 
 class LiteStudent:
@@ -96,9 +111,8 @@ class LiteStudent:
         x = rgb[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
         for name, conv in self.encoder:
             x = np.maximum(conv3x3(x, conv, "constant"), 0.0)
-            if name in POOL_AFTER:  # 2x2, stride 2; an odd last row or column is dropped, as in torch
-                channels, height, width = x.shape[0], x.shape[1] // 2, x.shape[2] // 2
-                x = x[:, : 2 * height, : 2 * width].reshape(channels, height, 2, width, 2).max(axis=(2, 4))
+            if name in POOL_AFTER:
+                x = max_pool2x2(x)
         return x
 
     def decode(self, features: np.ndarray) -> np.ndarray:
