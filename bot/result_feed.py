@@ -143,7 +143,7 @@ class ResultFeed:
             return  # finished or gone: a late progress edit would only confuse
         job, _ = found
         kind, fraction = fields[b"kind"].decode(), float(fields[b"fraction"])
-        left = float(fields[b"seconds_left"]) if fields[b"seconds_left"] else None
+        left = float(fields[b"seconds_left"]) if fields.get(b"seconds_left") else None  # "": no forecast
         before = dict(job.meta)
         await self.notifier(job)(JobEvent(kind, job, fraction=fraction, eta_s=left))
         if job.meta != before:  # the status message: for the next front end
