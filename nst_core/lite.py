@@ -35,38 +35,37 @@ from nst_core.options import RenderOptions
 
 EPS = 1e-5  # as nst_core.adain.feature_stats
 
-Conv = tuple[np.ndarray, np.ndarray]  # weight (9, out, in): one matrix per tap; bias (out, 1)
+Conv = tuple[np.ndarray, np.ndarray]  # weight (out, 9·in), taps (dy, dx) outermost; bias (out, 1)
+
+
+STRIPE_ROWS = 16  # output rows per matrix product: the stacked taps of a stripe stay in cache
 
 
 def conv3x3(x: np.ndarray, conv: Conv, pad: str) -> np.ndarray:
     """3x3 convolution of a (C, H, W) picture with a 1-pixel ``pad`` ("constant": VGG's zeros,
-    "reflect": the decoder's), as matrix products over the flattened padded picture.
+    "reflect": the decoder's), as one matrix product per stripe of ``STRIPE_ROWS`` output rows.
 
-    Flattened, the padded picture's rows are W+2 long, so each tap's input for every output pixel is
-    one contiguous run of each channel, shifted by dy·(W+2)+dx: a strided view BLAS reads as it is.
-    The two extra columns this computes per row are dropped at the end (one spare padded row keeps
-    the last run inside the array). Nine products accumulate, copying nothing, except for an RGB
-    input: products with 3 channels are too thin for BLAS, so its nine shifted views are stacked into
-    one (27, pixels) matrix and multiplied once (3.6x faster; stacking 16 channels as well gained 8 %
-    for 130 MB more memory at 512 px).
+    Flattened, the padded picture's rows are W+2 long, so each tap's input for every output pixel of a
+    stripe is one contiguous run of each channel, shifted by dy·(W+2)+dx. The nine runs are stacked
+    into a (9·C, pixels) matrix, so BLAS multiplies with K = 9·C instead of nine thin products of K = C
+    (2x faster for the 16-channel layers at full resolution; stacking the whole picture at once cost
+    130 MB at 512 px, a stripe ~5 MB). The two extra columns computed per row are dropped at the end
+    (one spare padded row keeps the last run inside the array).
     """
-    weight, bias = conv
+    matrix, bias = conv
     channels, height, width = x.shape
+    row = width + 2
     flat = np.pad(x, ((0, 0), (1, 2), (1, 1)), mode=pad).reshape(channels, -1)
-    span = height * (width + 2)
-    starts = [dy * (width + 2) + dx for dy in range(3) for dx in range(3)]
-    if channels == 3:
-        stacked = np.stack([flat[:, start : start + span] for start in starts])
-        out = weight.transpose(1, 0, 2).reshape(weight.shape[1], -1) @ stacked.reshape(-1, span)
-    else:
-        out = np.empty((weight.shape[1], span), dtype=np.float32)
-        scratch = np.empty_like(out)
+    starts = [dy * row + dx for dy in range(3) for dx in range(3)]
+    out = np.empty((matrix.shape[0], height * row), dtype=np.float32)
+    stacked = np.empty((9, channels, STRIPE_ROWS * row), dtype=np.float32)
+    for first in range(0, height * row, STRIPE_ROWS * row):
+        size = min(STRIPE_ROWS * row, height * row - first)
         for tap, start in enumerate(starts):
-            np.matmul(weight[tap], flat[:, start : start + span], out=scratch if tap else out)
-            if tap:
-                out += scratch
+            stacked[tap, :, :size] = flat[:, first + start : first + start + size]
+        np.matmul(matrix, stacked.reshape(9 * channels, -1)[:, :size], out=out[:, first : first + size])
     out += bias
-    return out.reshape(-1, height, width + 2)[:, :, :width]
+    return out.reshape(-1, height, row)[:, :, :width]
 
 
 def max_pool2x2(x: np.ndarray) -> np.ndarray:
@@ -84,8 +83,8 @@ class LiteStudent:
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         def conv(prefix: str) -> Conv:
             weight = tensors[f"{prefix}.weight"].astype(np.float32)  # (out, in, 3, 3)
-            taps = weight.transpose(2, 3, 0, 1).reshape(9, weight.shape[0], weight.shape[1])
-            return np.ascontiguousarray(taps), tensors[f"{prefix}.bias"].astype(np.float32)[:, None]
+            matrix = weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+            return np.ascontiguousarray(matrix), tensors[f"{prefix}.bias"].astype(np.float32)[:, None]
 
         self.encoder = [(name, conv(f"encoder.{name}")) for name in STUDENT_LAYERS]
         decoder_keys = sorted(
