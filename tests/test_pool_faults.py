@@ -112,14 +112,17 @@ def test_an_hq_render_stopped_by_its_time_budget_says_so(emulator, tmp_path):
     assert "Stopped at the 1 s time limit: this is the best version so far." in photo.params["caption"]
 
 
-def test_a_bot_whose_models_cannot_load_says_why_and_exits(emulator, tmp_path):
+@pytest.mark.parametrize(
+    ("program", "who"), [("bot", "inference worker"), ("bot.render_worker", "render worker")]
+)
+def test_a_bot_whose_models_cannot_load_says_why_and_exits(emulator, tmp_path, program, who):
     """The real engine, configured for a fast model that is not there: no bot that fails every job."""
     missing = tmp_path / "student.safetensors"
     environment = os.environ | {
         "BOT_TOKEN": emulator.token, "BOT_API_URL": emulator.base_url, "DATA_DIR": str(tmp_path / "data"),
         "MODEL": "fast", "STUDENT_PATH": str(missing),
     }  # fmt: skip
-    bot_main = [sys.executable, "-m", "bot"]
-    finished = subprocess.run(bot_main, cwd=tmp_path, env=environment, capture_output=True, text=True)
+    command = [sys.executable, "-m", program]
+    finished = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True)
     assert finished.returncode == 2
-    assert f"cannot load the models: fast model weights file not found: {missing}" in finished.stderr
+    assert f"{who} cannot load the models: fast model weights file not found: {missing}" in finished.stderr
