@@ -66,6 +66,17 @@ def test_pretraining_phase_uses_pixel_loss(folders, tmp_path):
 
 
 @pytest.mark.parametrize("model", [(), ("--model", "fast", "--distill-steps", "2")], ids=["full", "fast"])
+def test_pixel_pretraining_inverts_without_the_loss_network(folders, tmp_path, model):
+    out = tmp_path / "run"
+    steps = int(model[-1]) + 30 if model else 30
+    train(_args(folders, out, steps, "--pretrain-steps", "30", "--pretrain-loss", "pixels", *model))
+    rows = _train_rows(out)[-30:]
+    assert all(row["content"] == row["style"] == "" for row in rows)  # no loss-network pass
+    totals = [float(row["total"]) for row in rows]
+    assert np.mean(totals[-6:]) < 0.8 * np.mean(totals[:6])
+
+
+@pytest.mark.parametrize("model", [(), ("--model", "fast", "--distill-steps", "2")], ids=["full", "fast"])
 def test_resume_continues_at_the_same_step_with_identical_state(folders, tmp_path, model):
     first = tmp_path / "first"
     train(_args(folders, first, 4, *model))
