@@ -148,6 +148,10 @@ def build_application(settings: Settings, backend: JobBackend | None = None) -> 
     async def post_init(application: Application) -> None:
         await application.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
         await application.bot_data.services.backend.start()
+        for user_id, state in application.user_data.items():  # saved mid-album: its timer died with us
+            if state.album is not None:
+                settling = handlers.album_settling(application, user_id, state.album)
+                housekeeping.append(asyncio.create_task(settling))
         housekeeping.append(asyncio.create_task(_sweep_forever(files), name="sweep"))
         heartbeat = heartbeat_path(settings.data_dir)
         housekeeping.append(asyncio.create_task(beat_forever(heartbeat), name="heartbeat"))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+from collections.abc import Coroutine
 from dataclasses import asdict, replace
+from typing import Any
 
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop
@@ -170,8 +172,13 @@ async def on_picture(update: Update, context: Context) -> None:
     if state.album is None:
         state.album = Album(message.media_group_id, chat_id)
     state.album.pictures.append((message.message_id, ref))
-    due = AlbumDue(user_id, state.album.group_id, len(state.album.pictures))
-    context.application.create_task(_album_timer(context.application, due))
+    context.application.create_task(album_settling(context.application, user_id, state.album))
+
+
+def album_settling(application: Application, user_id: int, album: Album) -> Coroutine[Any, Any, None]:
+    """The quiet spell after the album's latest picture, as it is now (also run again at start for an
+    album saved before a restart, whose timer died with the process)."""
+    return _album_timer(application, AlbumDue(user_id, album.group_id, len(album.pictures)))
 
 
 async def _album_timer(application: Application, due: AlbumDue) -> None:

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from bot import handlers
 from testkit.emulator import BotAPIEmulator
 from testkit.local_run import LocalBot
 from testkit.pictures import picture
@@ -32,6 +33,20 @@ def test_conversation_and_settings_survive_a_restart(emulator, tmp_path):
         photo = user.wait_photos(1)[0]
         assert image_size(photo.files["photo"]) == (140, 100)
         assert "style 0.3" in photo.params["caption"]
+
+
+def test_an_album_cut_short_by_a_restart_is_handed_over_after_it(emulator, tmp_path, monkeypatch):
+    user = emulator.user(2002)
+    monkeypatch.setattr(handlers, "ALBUM_SETTLE_S", 5.0)  # still settling when the bot stops
+    with LocalBot(bot_settings(emulator, tmp_path)) as running:
+        user.send_album([picture(140, 100, seed=1), picture(seed=2)])
+        state = running.application.user_data[2002]
+        emulator.wait_for(lambda: state.album is not None and len(state.album.pictures) == 2)
+    assert user.photos() == []
+    monkeypatch.setattr(handlers, "ALBUM_SETTLE_S", 0.2)
+    with LocalBot(bot_settings(emulator, tmp_path)):
+        photo = user.wait_photos(1)[0]  # content then style, as sent
+        assert image_size(photo.files["photo"]) == (140, 100)
 
 
 def test_shutdown_keeps_unfinished_jobs_and_the_next_start_finishes_them(emulator, tmp_path):
