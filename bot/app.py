@@ -37,7 +37,7 @@ from bot.redis_jobs import connect
 from bot.redis_state import RedisUpdateProcessor, RedisUserStore
 from bot.services import CONTEXT_TYPES, Services
 from bot.storage import Database
-from bot.updates import AlbumDue, PerUserUpdateProcessor
+from bot.updates import AlbumDue, AlbumLeftAlone, PerUserUpdateProcessor
 from bot.webhook import WebhookServer
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def add_handlers(application: Application) -> None:
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_handler(CallbackQueryHandler(handlers.on_button))
     application.add_handler(TypeHandler(AlbumDue, handlers.on_album_due))
+    application.add_handler(TypeHandler(AlbumLeftAlone, handlers.on_album_left_alone))
     application.add_handler(MessageHandler(filters.ALL & ~filters.StatusUpdate.ALL, handlers.on_other_media))
     application.add_error_handler(handlers.on_error)
 

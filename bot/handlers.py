@@ -35,7 +35,7 @@ from bot.keyboards import (
 )
 from bot.services import Context
 from bot.state import ALPHA_STEP, Album, ImageRef, Render, UserState, parse_alpha, parse_weights
-from bot.updates import AlbumDue
+from bot.updates import AlbumDue, AlbumLeftAlone
 from nst_core.options import PRESERVE_COLOR_CHOICES, RenderOptions
 
 logger = logging.getLogger(__name__)
@@ -191,6 +191,11 @@ async def on_album_due(update: AlbumDue, context: Context) -> None:
     album = context.application.user_data[update.user_id].album  # not an Update: no context.user_data
     if album is not None and album.group_id == update.group_id and len(album.pictures) == update.seen:
         await _flush_album(context.application, update.user_id)  # no picture arrived since: complete
+
+
+async def on_album_left_alone(update: AlbumLeftAlone, context: Context) -> None:
+    if context.application.user_data[update.user_id].album is not None:  # nobody handed it over since
+        await _flush_album(context.application, update.user_id)
 
 
 async def _flush_album(application: Application, user_id: int) -> None:

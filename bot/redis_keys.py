@@ -16,6 +16,7 @@ PROGRESS = f"{ROOT}:progress"  # stream of started/progress events; consumer gro
 FRONT_ENDS = "front-ends"
 DURATIONS = f"{ROOT}:durations"  # hash: job kind -> recent render time (s), for ETAs
 INBOXES = f"{ROOT}:inboxes"  # sorted set: user id -> when their oldest unhandled update was accepted
+ALBUMS = f"{ROOT}:albums"  # sorted set: user id -> when their unfinished album last grew
 FORGOTTEN = f"{ROOT}:forgotten"  # pub/sub channel: a user said /forget (front ends drop local copies)
 COUNTS = f"{ROOT}:counts"  # hash: results delivered ("done", "failed"), jobs retried after a lost worker
 QUEUES = {"fast": "atelier-fast", "hq": "atelier-hq"}  # saq queue names

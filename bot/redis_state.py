@@ -9,7 +9,8 @@
   webhook puts each update in the user's inbox in Redis before it answers 200, and whoever holds
   the user's lock handles every earlier inbox entry first; an update at or below the user's last
   handled ``update_id`` is a repeat and is skipped. An update whose front end died after the 200
-  is not lost either: every front end looks for inboxes left alone too long and handles them.
+  is not lost either: every front end looks for inboxes left alone too long and handles them, and
+  likewise hands over albums that stopped growing but that nobody handed over.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bot import redis_keys as keys
 from bot.redis_jobs import repeat
 from bot.state import UserState
 from bot.tasks import cancel_and_wait
-from bot.updates import InboxDue, PerUserUpdateProcessor, user_of
+from bot.updates import AlbumLeftAlone, InboxDue, PerUserUpdateProcessor, user_of
 
 LOCK_HELD_S = 120.0  # longer than any handler (a download included); a crashed holder frees it then
 LOCK_WAIT_S = 120.0
@@ -79,10 +80,18 @@ class RedisUserStore:
         return UserState.from_json(text) if text else UserState()
 
     async def save(self, user_id: int, state: UserState) -> None:
-        await self.redis.set(keys.state(user_id), state.to_json())
+        """The state, and whether an album of it is still arriving (see ``albums_left_alone``)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.state(user_id), state.to_json())
+            if state.album is None:
+                pipe.zrem(keys.ALBUMS, user_id)
+            else:
+                pipe.zadd(keys.ALBUMS, {str(user_id): time.time()})
+            await pipe.execute()
 
     async def delete(self, user_id: int) -> None:
-        await self.redis.delete(keys.state(user_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.delete(keys.state(user_id)).zrem(keys.ALBUMS, user_id).execute()
 
     # ------------------------------------------------------------------ the inbox
     def _inbox_keys(self, user_id: int) -> list[str]:
@@ -106,7 +115,14 @@ class RedisUserStore:
 
     async def left_alone(self, older_than_s: float) -> list[int]:
         """Users whose inbox has held an entry for longer than that."""
-        users = await self.redis.zrangebyscore(keys.INBOXES, "-inf", time.time() - older_than_s)
+        return await self._older(keys.INBOXES, older_than_s)
+
+    async def albums_left_alone(self, older_than_s: float) -> list[int]:
+        """Users whose unfinished album has not grown for longer than that."""
+        return await self._older(keys.ALBUMS, older_than_s)
+
+    async def _older(self, key: str, older_than_s: float) -> list[int]:
+        users = await self.redis.zrangebyscore(key, "-inf", time.time() - older_than_s)
         return [int(user_id) for user_id in users]
 
 
@@ -165,9 +181,12 @@ class RedisUpdateProcessor(PerUserUpdateProcessor):
         await coroutine
 
     async def _look_for_left_alone_inboxes(self) -> None:
+        """Also albums: the album timer lives in the front end that got the last picture."""
         await asyncio.sleep(LOOK_EVERY_S)
         for user_id in await self.store.left_alone(LEFT_ALONE_S):
             await self.application.update_queue.put(InboxDue(user_id))
+        for user_id in await self.store.albums_left_alone(LEFT_ALONE_S):
+            await self.application.update_queue.put(AlbumLeftAlone(user_id))
 
     async def initialize(self) -> None:
         self._looking = asyncio.create_task(repeat(self._look_for_left_alone_inboxes), name="inboxes")

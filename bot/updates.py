@@ -35,7 +35,16 @@ class InboxDue:
     user_id: int
 
 
-OWN_UPDATES = (AlbumDue, InboxDue)  # what the bot puts on its update queue itself; each has a user_id
+@dataclass(frozen=True)
+class AlbumLeftAlone:
+    """The album of ``user_id`` stopped growing a while ago and is still not handed over (the front end
+    whose timer would have done it is gone): whoever gets this hands it over (``BACKEND=redis`` only)."""
+
+    user_id: int
+
+
+# What the bot puts on its update queue itself; each has a user_id.
+OWN_UPDATES = (AlbumDue, InboxDue, AlbumLeftAlone)
 
 
 def user_of(update: object) -> int | None:
@@ -49,7 +58,7 @@ def user_of(update: object) -> int | None:
 
 def _carries_pictures(update: object) -> bool:
     """Pictures come in bursts (pairs, albums, many users at once); their answers yield to commands."""
-    if isinstance(update, AlbumDue):
+    if isinstance(update, (AlbumDue, AlbumLeftAlone)):
         return True
     message = update.effective_message if isinstance(update, Update) else None
     return message is not None and bool(message.photo or message.document)

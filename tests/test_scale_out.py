@@ -15,6 +15,7 @@ import pytest
 from bot import redis_keys, texts
 from bot.redis_jobs import connect
 from bot.redis_state import LEFT_ALONE_S, LOOK_EVERY_S, RedisUserStore
+from bot.state import Album, ImageRef, UserState
 from testkit.cluster import Cluster
 from testkit.pictures import picture
 from testkit.stubs import HQ_STEP_S, HQ_STEPS
@@ -116,6 +117,32 @@ def test_an_update_left_alone_is_handled_by_another_front_end(cluster, person):
     person.wait_text("Now send the <b>style</b>", timeout=LEFT_ALONE_S + 3 * LOOK_EVERY_S)
     assert time.monotonic() - accepted_at >= LEFT_ALONE_S  # a slow front end is given its time first
     assert cluster.redis.zcard(redis_keys.INBOXES) == 0
+
+
+def leave_an_album_as_a_dead_front_end_would(cluster: Cluster, person, pictures: list[bytes]) -> None:
+    """The user's saved state holds an album still arriving; the front end with its timer is gone."""
+    album = Album(f"album-left-{person.user_id}", person.user_id)
+    for data in pictures:
+        message = person.undelivered_photo(data)["message"]
+        largest = message["photo"][-1]
+        ref = ImageRef(largest["file_id"], largest["file_unique_id"], largest["width"], largest["height"])
+        album.pictures.append((message["message_id"], ref))
+
+    async def save() -> None:
+        redis = connect(cluster.redis_server.url)
+        await RedisUserStore(redis).save(person.user_id, UserState(album=album))
+        await redis.aclose()
+
+    asyncio.run(save())
+
+
+def test_an_album_whose_front_end_died_is_handed_over_by_another(cluster, person):
+    left_at = time.monotonic()
+    leave_an_album_as_a_dead_front_end_would(cluster, person, [picture(130, 80, seed=20), picture(seed=21)])
+    photo = person.wait_photos(1, timeout=LEFT_ALONE_S + 3 * LOOK_EVERY_S + 30)[0]
+    assert time.monotonic() - left_at >= LEFT_ALONE_S  # its own front end is given its time first
+    assert image_size(photo.files["photo"]) == (130, 80)  # content then style, in the album's order
+    assert cluster.redis.zscore(redis_keys.ALBUMS, person.user_id) is None
 
 
 def test_a_worker_killed_mid_job_hands_it_to_the_other(cluster, person):
