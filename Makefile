@@ -53,7 +53,7 @@ train: $(STAMP)
 # with the full VGG-19 as the loss network, on the same recipe otherwise.
 train-fast: $(STAMP)
 	$(BIN)/nst train --model fast --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/student --export runs/student/student.safetensors --resume \
-		--steps 200000 --distill-steps 500 --pretrain-steps 300 --crop 128 --crops-per-image 1 --batch-size 8 \
+		--steps 200000 --distill-steps 10000 --pretrain-steps 3000 --pretrain-loss pixels --crop 128 --crops-per-image 1 --batch-size 8 \
 		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
 
 bench-adain: $(STAMP)
