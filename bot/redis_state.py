@@ -180,8 +180,8 @@ class RedisUpdateProcessor(PerUserUpdateProcessor):
             await self.store.handling(user_id, own)
         await coroutine
 
-    async def _look_for_left_alone_inboxes(self) -> None:
-        """Also albums: the album timer lives in the front end that got the last picture."""
+    async def _look_for_work_left_alone(self) -> None:
+        """Inboxes, and albums (their timer lives in the front end that got the last picture)."""
         await asyncio.sleep(LOOK_EVERY_S)
         for user_id in await self.store.left_alone(LEFT_ALONE_S):
             await self.application.update_queue.put(InboxDue(user_id))
@@ -189,7 +189,7 @@ class RedisUpdateProcessor(PerUserUpdateProcessor):
             await self.application.update_queue.put(AlbumLeftAlone(user_id))
 
     async def initialize(self) -> None:
-        self._looking = asyncio.create_task(repeat(self._look_for_left_alone_inboxes), name="inboxes")
+        self._looking = asyncio.create_task(repeat(self._look_for_work_left_alone), name="left-alone")
 
     async def shutdown(self) -> None:
         if self._looking is not None:
