@@ -20,9 +20,7 @@ The fast model (``--model fast``, ``nst_core.student``) trains with the same obj
 a first phase of its own (``--distill-steps``): the student encoder, pruned from VGG-19, learns to
 describe photos and artworks as VGG-19 does at relu4_1 through a learned 1x1 embedding (collaborative
 distillation, Wang et al. 2020). Then it is frozen, the decoder sees AdaIN in the student's space,
-and VGG-19 stays the loss network: the targets are the teacher's, as for the full model. With
-``--style-target teacher`` its style phase instead imitates the full model's result for the same pair,
-pixel by pixel: no loss-network pass, so several times the steps per minute on a CPU.
+and VGG-19 stays the loss network: the targets are the teacher's, as for the full model.
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ from torch.nn import functional as F
 
 from nst_core.adain import StyleStats, adain, feature_stats
 from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH
-from nst_core.decoder import Decoder, load_decoder, save_decoder
+from nst_core.decoder import Decoder, save_decoder
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import IMAGE_SUFFIXES
 from nst_core.losses import (
@@ -325,13 +323,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pretrain-loss", choices=("features", "pixels"), default="features",
         help="pretraining judged by the loss network and the pixels, or by the pixels alone (no VGG pass)",
     )  # fmt: skip
-    p.add_argument(
-        "--style-target", choices=("loss-network", "teacher"), default="loss-network",
-        help="fast model's style phase: the loss network's objective, or the full model's result in pixels",
-    )  # fmt: skip
-    p.add_argument(
-        "--teacher-decoder", default=None, help="the full model's decoder for --style-target teacher"
-    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument(
@@ -417,7 +408,6 @@ def train(args: argparse.Namespace) -> int:
         decoder = Decoder()
         modules = {"decoder": decoder}
     decoder = decoder.to(device, memory_format=memory_format).train()
-    teacher = teacher_decoder(args, device, memory_format)
     optimizer = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=args.lr)
     step, images_seen = 0, 0
     if args.resume and ckpt_path.exists():
@@ -470,7 +460,7 @@ def train(args: argparse.Namespace) -> int:
             total = losses["distill"]
         else:
             losses = decoder_batch(
-                encoder, decoder, student, teacher, contents, styles, phase, args, device, memory_format, amp
+                encoder, decoder, student, contents, styles, phase, args, device, memory_format, amp
             )
             weights = {"content": 1.0, "style": args.style_weight, "pixel": args.pixel_weight}
             total = sum(weights[key] * value for key, value in losses.items())
@@ -507,25 +497,8 @@ def distill_batch(student, embedding, contents, styles, batch_size: int, device)
     return {"distill": distill_loss(student, embedding, pixels_t, torch.cat(features).to(device))}
 
 
-def teacher_decoder(args: argparse.Namespace, device, memory_format) -> Decoder | None:
-    """The full model's trained decoder, frozen, when the student's style phase imitates it."""
-    if args.style_target != "teacher":
-        return None
-    decoder, trained = load_decoder(args.teacher_decoder)
-    if not trained:
-        raise ValueError("--style-target teacher needs the full model's trained decoder (weights/)")
-    return decoder.requires_grad_(False).to(device, memory_format=memory_format)
-
-
-def judged_by_pixels(args: argparse.Namespace, phase: str) -> bool:
-    """Whether this phase skips the loss network: pixel pre-training, or imitating the teacher."""
-    if phase == "pretrain":
-        return args.pretrain_loss == "pixels"
-    return args.style_target == "teacher"
-
-
 def decoder_batch(
-    encoder, decoder, student, teacher, contents, styles, phase: str, args, device, memory_format, amp: bool
+    encoder, decoder, student, contents, styles, phase: str, args, device, memory_format, amp: bool
 ) -> dict[str, torch.Tensor]:
     """One batch of the decoder objective: ``batch_size - identity`` styled samples, then identity ones."""
     identity = args.batch_size if phase == "pretrain" else args.identity_samples
@@ -544,16 +517,10 @@ def decoder_batch(
         style_pixels = styles["pixels"][s_index].to(device).float().div(255)
         decoder_input = student_inputs(student, content_pixels, style_pixels)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        if judged_by_pixels(args, phase):
-            # Identity samples: their photo; styled ones: the full model's result for the same pair.
-            # No loss-network forward and backward pass, most of a step (6x the steps per minute for
-            # the fast model here).
-            expected = content_pixels
-            if len(s_index):
-                with torch.no_grad():
-                    imitated = teacher(target[: len(s_index)]).float().clamp(0, 1)
-                expected = torch.cat([imitated, content_pixels[len(s_index) :]])
-            return {"pixel": F.mse_loss(decoder(decoder_input).float(), expected)}
+        if phase == "pretrain" and args.pretrain_loss == "pixels":
+            # The photos back from their own features, judged without the loss network's forward and
+            # backward pass, most of a step (6x the steps per minute for the fast model here).
+            return {"pixel": F.mse_loss(decoder(decoder_input).float(), content_pixels)}
         losses, _ = compute_losses(encoder, decoder, decoder_input, target, content_pixels, style, identity)
     return losses
 
@@ -566,9 +533,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not 0 <= args.identity_samples <= args.batch_size:
         print(f"error: --identity-samples must be between 0 and --batch-size ({args.batch_size})")
-        return 2
-    if args.style_target == "teacher" and args.model != "fast":
-        print("error: --style-target teacher trains the fast model (--model fast) to imitate the full one")
         return 2
     train(args)
     return 0
