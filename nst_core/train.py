@@ -174,9 +174,9 @@ def teacher_targets(content_features, style: dict[str, StyleStats] | None, ident
     return torch.cat([styled_target, content_features[styled:]])
 
 
+@torch.no_grad()
 def student_inputs(student, content_pixels: torch.Tensor, style_pixels: torch.Tensor) -> torch.Tensor:
-    """The student decoder's input: AdaIN in the student's own feature space, as at inference
-    (differentiable: with ``--tune-encoder`` the encoder learns through it).
+    """The student decoder's input: AdaIN in the student's own feature space, as at inference.
 
     The first ``len(style_pixels)`` contents take those styles; the rest are identity samples.
     """
@@ -323,10 +323,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pretrain-loss", choices=("features", "pixels"), default="features",
         help="pretraining judged by the loss network and the pixels, or by the pixels alone (no VGG pass)",
     )  # fmt: skip
-    p.add_argument(
-        "--tune-encoder", action="store_true",
-        help="fast model: after distillation the student encoder goes on learning with its decoder",
-    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument(
@@ -458,7 +454,7 @@ def train(args: argparse.Namespace) -> int:
             break
 
         if student is not None:
-            student.requires_grad_(phase == "distill" or args.tune_encoder)
+            student.requires_grad_(phase == "distill")  # frozen once distilled: AdaIN needs a fixed space
         if phase == "distill":
             losses = distill_batch(student, embedding, contents, styles, args.batch_size, device)
             total = losses["distill"]
