@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -81,12 +82,28 @@ def load_decoder(path: str | os.PathLike[str] | None = None) -> tuple[Decoder, b
     return decoder.eval(), True
 
 
-def save_module(state: dict[str, torch.Tensor], path: str | os.PathLike[str], format_name: str) -> None:
-    """Write weights as fp16 safetensors (half the size, no visible difference)."""
+def save_module(
+    state: dict[str, torch.Tensor], path: str | os.PathLike[str], format_name: str, step: int | None = None
+) -> None:
+    """Write weights as fp16 safetensors (half the size, no visible difference).
+
+    ``step``, the training step they come from, lets training go on from the file alone
+    (``nst train --init``) when its checkpoint is lost with the machine that held it.
+    """
     half = {key: value.detach().to("cpu", torch.float16).contiguous() for key, value in state.items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(half, str(path), metadata={"format": format_name})
+    metadata = {"format": format_name} | ({} if step is None else {"step": str(step)})
+    save_file(half, str(path), metadata=metadata)
 
 
-def save_decoder(decoder: Decoder, path: str | os.PathLike[str]) -> None:
-    save_module(decoder.state_dict(), path, "atelier-adain-decoder-v1")
+def saved_step(path: str | os.PathLike[str]) -> int:
+    """The training step recorded in a weights file by ``save_module``."""
+    with safe_open(str(path), framework="pt") as weights:
+        step = (weights.metadata() or {}).get("step")
+    if step is None:
+        raise ModelFileError(f"weights file {path} records no training step to continue from")
+    return int(step)
+
+
+def save_decoder(decoder: Decoder, path: str | os.PathLike[str], step: int | None = None) -> None:
+    save_module(decoder.state_dict(), path, "atelier-adain-decoder-v1", step)

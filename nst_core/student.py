@@ -75,9 +75,11 @@ def load_student(path: str | os.PathLike[str] | None = None) -> tuple[VGGEncoder
     return encoder, decoder.eval()
 
 
-def save_student(encoder: VGGEncoder, decoder: Decoder, path: str | os.PathLike[str]) -> None:
+def save_student(
+    encoder: VGGEncoder, decoder: Decoder, path: str | os.PathLike[str], step: int | None = None
+) -> None:
     """Encoder and decoder in one fp16 safetensors file."""
     state = {f"encoder.{name}.weight": weight for name, (weight, _) in encoder.conv_weights().items()}
     state |= {f"encoder.{name}.bias": bias for name, (_, bias) in encoder.conv_weights().items()}
     state |= {f"decoder.{key}": value for key, value in decoder.state_dict().items()}
-    save_module(state, path, FORMAT)
+    save_module(state, path, FORMAT, step)

@@ -2,6 +2,7 @@
 
     nst train --content-dir PHOTOS --style-dir ART --out runs/decoder            # start
     nst train --content-dir PHOTOS --style-dir ART --out runs/decoder --resume   # continue from ckpt.pt
+    nst train ... --resume --init weights/decoder.safetensors   # or, with no ckpt.pt, from the export
 
 Loss: L = L_c + λ·L_s (``nst_core.losses``: the AdaIN content loss at relu4_1 against the AdaIN target,
 and channel means and stds at relu1_1…relu4_1, on a per-layer normalised scale).
@@ -41,7 +42,7 @@ from torch.nn import functional as F
 
 from nst_core.adain import StyleStats, adain, feature_stats
 from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH
-from nst_core.decoder import Decoder, save_decoder
+from nst_core.decoder import Decoder, load_decoder, save_decoder, saved_step
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import IMAGE_SUFFIXES
 from nst_core.losses import (
@@ -52,7 +53,7 @@ from nst_core.losses import (
     adain_target,
     normalized_stats,
 )
-from nst_core.student import save_student, untrained_student
+from nst_core.student import load_student, save_student, untrained_student
 from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 
@@ -252,6 +253,43 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer) 
     return state["step"], state["images_seen"]
 
 
+def start_from_weights(path: Path, modules: dict[str, torch.nn.Module], banks) -> int:
+    """Load exported weights into ``modules`` and return the step they were saved at.
+
+    What a run falls back on when its checkpoint is gone (a new machine): the committed weights.
+    Adam's moments restart; the student's distillation embedding, which is not exported, is refit.
+    """
+    step = saved_step(path)
+    if "student" in modules:
+        student, decoder = load_student(path)
+        modules["student"].load_state_dict(student.state_dict())
+        modules["embedding"].load_state_dict(fitted_embedding(modules["student"], banks).state_dict())
+    else:
+        decoder, _ = load_decoder(path)
+    modules["decoder"].load_state_dict(decoder.state_dict())
+    return step
+
+
+@torch.no_grad()
+def fitted_embedding(student, banks, per_bank: int = 256) -> torch.nn.Conv2d:
+    """The least-squares 1x1 map from the student's relu4_1 to the teacher's on bank crops: the
+    optimum that distillation's embedding approaches by gradient descent."""
+    device = next(student.parameters()).device
+    inputs, targets = [], []
+    for bank in banks:
+        index = torch.randperm(len(bank["pixels"]), generator=torch.Generator().manual_seed(0))[:per_bank]
+        features = student(bank["pixels"][index].to(device).float().div(255))[ENCODER_LAYER]
+        inputs.append(features.permute(0, 2, 3, 1).reshape(-1, STUDENT_WIDTH))
+        targets.append(bank[ENCODER_LAYER][index].to(device).float().permute(0, 2, 3, 1).reshape(-1, 512))
+    x = torch.cat(inputs).double()
+    x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # the bias
+    solution = torch.linalg.lstsq(x.cpu(), torch.cat(targets).double().cpu()).solution.float()
+    embedding = torch.nn.Conv2d(STUDENT_WIDTH, 512, kernel_size=1).to(device)
+    embedding.weight.copy_(solution[:-1].T[:, :, None, None])
+    embedding.bias.copy_(solution[-1])
+    return embedding
+
+
 def write_plot(log_path: Path, out_path: Path) -> None:
     """Loss curves from the CSV log (matplotlib is a training-only dependency)."""
     import matplotlib
@@ -271,7 +309,8 @@ def write_plot(log_path: Path, out_path: Path) -> None:
         ax.set_yscale("log")
         ax.set_title(f"{split} loss")
         ax.set_xlabel("step")
-        ax.legend()
+        if ax.lines:  # a split with no rows yet (a run that only validated)
+            ax.legend()
     fig.tight_layout()
     fig.savefig(out_path, dpi=90)
     plt.close(fig)
@@ -314,6 +353,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--export", type=Path, default=None, help="also write the fp16 weights here at each checkpoint"
     )
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--init", type=Path, default=None,
+        help="start from these exported weights at the step they record (unless --resume finds a checkpoint)",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, default=160_000, help="stop at this global step")
     p.add_argument(
         "--distill-steps", type=int, default=0, help="fast model: first steps distill the student encoder"
@@ -413,6 +456,10 @@ def train(args: argparse.Namespace) -> int:
     if args.resume and ckpt_path.exists():
         step, images_seen = load_checkpoint(ckpt_path, modules, optimizer)
         print(f"resumed from {ckpt_path} at step {step}")
+    elif args.init:
+        step = start_from_weights(args.init, modules, [contents, styles])
+        images_seen = step * args.batch_size
+        print(f"started from {args.init} at step {step} (no checkpoint in {args.out}; Adam restarts)")
     pairs = min(len(val_content), len(val_style))  # photo i is shown with artwork i
     val_content, val_style = val_content[:pairs], val_style[:pairs]
 
@@ -446,7 +493,10 @@ def train(args: argparse.Namespace) -> int:
             save_grid(grid, args.out / "val_grid.png")
             write_plot(log_path, args.out / "loss.png")
             if args.export:
-                save_student(student, decoder, args.export) if student else save_decoder(decoder, args.export)
+                if student is not None:
+                    save_student(student, decoder, args.export, step)
+                else:
+                    save_decoder(decoder, args.export, step)
             shown = " ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key != "pixel")
             bar.write(f"step {step}: val {shown}")
             last_checkpoint = time.monotonic()

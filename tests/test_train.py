@@ -11,11 +11,21 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from nst_core.architecture import STUDENT_WIDTH
+from nst_core.decoder import Decoder, save_decoder
+from nst_core.errors import ModelFileError
 from nst_core.evaluate import main as eval_main
 from nst_core.evaluate import psnr_db
 from nst_core.losses import ADAIN_STYLE_LAYERS, normalized_stats
 from nst_core.student import load_student
-from nst_core.train import compute_losses, is_validation, parse_args, teacher_targets, train
+from nst_core.train import (
+    compute_losses,
+    distill_loss,
+    fitted_embedding,
+    is_validation,
+    parse_args,
+    teacher_targets,
+    train,
+)
 
 
 def _write_images(folder, seed, count=3, size=48):
@@ -94,6 +104,46 @@ def test_resume_continues_at_the_same_step_with_identical_state(folders, tmp_pat
         for key, value in a[module].items():  # same RNG, data order and optimizer state: same weights
             torch.testing.assert_close(value, b[module][key], rtol=0, atol=0)
     assert not torch.equal(a["decoder"]["net.1.weight"], checkpoint["decoder"]["net.1.weight"])
+
+
+@pytest.mark.parametrize("model", [(), ("--model", "fast", "--distill-steps", "2")], ids=["full", "fast"])
+def test_a_run_goes_on_from_its_exported_weights_when_the_checkpoint_is_lost(folders, tmp_path, model):
+    export = tmp_path / "model.safetensors"
+    train(_args(folders, tmp_path / "lost", 4, "--export", str(export), *model))
+    out = tmp_path / "new_machine"
+    assert train(_args(folders, out, 4, "--resume", "--init", str(export), *model)) == 4  # nothing to do
+    exported = load_file(str(export))
+    started = torch.load(out / "ckpt.pt", weights_only=False)
+    assert started["step"] == 4 and started["images_seen"] == 8
+    for key, value in started["decoder"].items():
+        torch.testing.assert_close(
+            value, exported[f"decoder.{key}" if model else key].float(), rtol=0, atol=0
+        )
+    assert train(_args(folders, out, 6, "--resume", "--init", str(export), *model)) == 6
+    assert [int(row["step"]) for row in _train_rows(out)] == [5, 6]
+
+
+def test_the_refit_embedding_explains_the_teacher_at_least_as_well_as_the_trained_one(folders, tmp_path):
+    out, export = tmp_path / "run", tmp_path / "student.safetensors"
+    train(_args(folders, out, 30, "--model", "fast", "--distill-steps", "30", "--export", str(export)))
+    checkpoint = torch.load(out / "ckpt.pt", weights_only=False)
+    student, _ = load_student(export)
+    banks = [torch.load(path, weights_only=True) for path in sorted(out.glob("bank-*.pt"))]
+    trained = torch.nn.Conv2d(STUDENT_WIDTH, 512, kernel_size=1)
+    trained.load_state_dict(checkpoint["embedding"])
+    pixels = torch.cat([bank["pixels"] for bank in banks]).float().div(255)
+    teacher = torch.cat([bank["relu4_1"] for bank in banks])
+    fitted = fitted_embedding(student, banks)  # the banks are smaller than its sample: the same crops
+    with torch.no_grad():
+        loss_trained, loss_fitted = (distill_loss(student, e, pixels, teacher) for e in (trained, fitted))
+    assert loss_fitted <= loss_trained * 1.001
+
+
+def test_weights_without_a_recorded_step_are_refused(folders, tmp_path):
+    export = tmp_path / "decoder.safetensors"
+    save_decoder(Decoder(), export)  # as files written before the step was recorded
+    with pytest.raises(ModelFileError, match="records no training step"):
+        train(_args(folders, tmp_path / "run", 4, "--init", str(export)))
 
 
 def test_student_is_distilled_then_frozen_while_its_decoder_learns(folders, tmp_path):
