@@ -263,7 +263,7 @@ def start_from_weights(path: Path, modules: dict[str, torch.nn.Module], banks) -
     if "student" in modules:
         student, decoder = load_student(path)
         modules["student"].load_state_dict(student.state_dict())
-        modules["embedding"].load_state_dict(fitted_embedding(modules["student"], banks).state_dict())
+        fit_embedding(modules["embedding"], modules["student"], banks)
     else:
         decoder, _ = load_decoder(path)
     modules["decoder"].load_state_dict(decoder.state_dict())
@@ -271,10 +271,10 @@ def start_from_weights(path: Path, modules: dict[str, torch.nn.Module], banks) -
 
 
 @torch.no_grad()
-def fitted_embedding(student, banks, per_bank: int = 256) -> torch.nn.Conv2d:
-    """The least-squares 1x1 map from the student's relu4_1 to the teacher's on bank crops: the
-    optimum that distillation's embedding approaches by gradient descent."""
-    device = next(student.parameters()).device
+def fit_embedding(embedding: torch.nn.Conv2d, student, banks, per_bank: int = 256) -> None:
+    """Set ``embedding`` to the least-squares 1x1 map from the student's relu4_1 to the teacher's on
+    bank crops: the optimum that distillation's embedding approaches by gradient descent."""
+    device = embedding.weight.device
     inputs, targets = [], []
     for bank in banks:
         index = torch.randperm(len(bank["pixels"]), generator=torch.Generator().manual_seed(0))[:per_bank]
@@ -284,10 +284,8 @@ def fitted_embedding(student, banks, per_bank: int = 256) -> torch.nn.Conv2d:
     x = torch.cat(inputs).double()
     x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # the bias
     solution = torch.linalg.lstsq(x.cpu(), torch.cat(targets).double().cpu()).solution.float()
-    embedding = torch.nn.Conv2d(STUDENT_WIDTH, 512, kernel_size=1).to(device)
     embedding.weight.copy_(solution[:-1].T[:, :, None, None])
     embedding.bias.copy_(solution[-1])
-    return embedding
 
 
 def write_plot(log_path: Path, out_path: Path) -> None:

@@ -20,7 +20,7 @@ from nst_core.student import load_student
 from nst_core.train import (
     compute_losses,
     distill_loss,
-    fitted_embedding,
+    fit_embedding,
     is_validation,
     parse_args,
     teacher_targets,
@@ -133,7 +133,8 @@ def test_the_refit_embedding_explains_the_teacher_at_least_as_well_as_the_traine
     trained.load_state_dict(checkpoint["embedding"])
     pixels = torch.cat([bank["pixels"] for bank in banks]).float().div(255)
     teacher = torch.cat([bank["relu4_1"] for bank in banks])
-    fitted = fitted_embedding(student, banks)  # the banks are smaller than its sample: the same crops
+    fitted = torch.nn.Conv2d(STUDENT_WIDTH, 512, kernel_size=1)
+    fit_embedding(fitted, student, banks)  # the banks are smaller than its sample: the same crops
     with torch.no_grad():
         loss_trained, loss_fitted = (distill_loss(student, e, pixels, teacher) for e in (trained, fitted))
     assert loss_fitted <= loss_trained * 1.001
