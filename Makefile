@@ -45,16 +45,17 @@ demo: $(STAMP)
 	$(BIN)/python -m testkit.demo
 
 # Both resume from runs/ (checkpoints), or on a new machine from the committed weights (their step).
+# 256² crops, so the brush scale holds at 512–1024 px (the paired test in weights/README.md).
 train: $(STAMP)
 	$(BIN)/nst train --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/decoder --export runs/decoder/decoder.safetensors --resume --init weights/decoder.safetensors \
-		--steps 200000 --pretrain-steps 500 --crop 128 --crops-per-image 3 --batch-size 8 \
+		--steps 200000 --pretrain-steps 500 --crop 256 --crops-per-image 2 --batch-size 8 \
 		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
 
 # The fast model (nst_core/student.py): the student encoder is distilled first, then its decoder learns
 # with the full VGG-19 as the loss network, on the same recipe otherwise.
 train-fast: $(STAMP)
 	$(BIN)/nst train --model fast --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/student --export runs/student/student.safetensors --resume --init weights/student.safetensors \
-		--steps 200000 --distill-steps 10000 --pretrain-steps 3000 --pretrain-loss pixels --crop 128 --crops-per-image 1 --batch-size 8 \
+		--steps 200000 --distill-steps 10000 --pretrain-steps 3000 --pretrain-loss pixels --crop 256 --crops-per-image 1 --batch-size 8 \
 		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
 
 bench-adain: $(STAMP)
