@@ -68,16 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[labelled(c, "photo"), labelled(s, "artwork")] for c, s in pairs]
     stylizers = [Stylizer.load("cpu", decoder_path=path) for path in args.decoder]
     for size in args.sizes:
-        for number, stylizer in enumerate(stylizers, start=1):
-            content_losses, style_losses, borders = [], [], []
-            for row, (content_image, style_image) in zip(rows, pairs, strict=True):
-                content, style = at_long_side(content_image, size), at_long_side(style_image, size)
+        scores: list[list[tuple[float, float, float]]] = [[] for _ in stylizers]  # per decoder, per pair
+        for row, (content_image, style_image) in zip(rows, pairs, strict=True):
+            content, style = at_long_side(content_image, size), at_long_side(style_image, size)
+            photo_border = border_step(content)
+            for number, (stylizer, score) in enumerate(zip(stylizers, scores, strict=True), start=1):
                 output = stylizer.stylize(content, [style])
-                content_loss, style_loss = distances(judge, content, style, output)
-                content_losses.append(content_loss)
-                style_losses.append(style_loss)
-                borders.append(border_step(output) - border_step(content))
+                score.append((*distances(judge, content, style, output), border_step(output) - photo_border))
                 row.append(labelled(to_pil(output), f"#{number} at {size} px"))
+        for number, score in enumerate(scores, start=1):
+            content_losses, style_losses, borders = zip(*score, strict=True)
             print(
                 f"#{number} at {size} px: content {mean(content_losses):.3f}, "
                 f"style {mean(style_losses):.3f}, border over photo mean {mean(borders):+.1f}, "
