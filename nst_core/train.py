@@ -133,8 +133,8 @@ def load_or_build_bank(
     key = f"{[f.name for f in files]}|{args.crop}|{per_image}|{args.seed}|{keep_features}"
     key = hashlib.sha1(key.encode()).hexdigest()
     path = out / f"bank-{folder.name}-{key[:12]}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
+    if path.exists():  # memory-mapped: pages load on first use and runs on one machine share them
+        return torch.load(path, weights_only=True, mmap=True)
     print(f"encoding {len(files)} × {per_image} crops of {folder} (once; cached in {path.name})")
     bank = build_bank(files, args.crop, per_image, encoder, keep_features, args.seed, amp)
     torch.save(bank, path.with_suffix(".tmp"))
