@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from nst_core.architecture import BORDER_PAD, ENCODER_LAYER, can_mirror, encoding_margins
+from nst_core.architecture import BORDER_PAD, ENCODER_LAYER, can_mirror, encoding_margins, picture_slices
 from nst_core.color import color_inputs, color_output
 from nst_core.decoder import Decoder, load_decoder
 from nst_core.device import resolve_device
@@ -36,9 +36,12 @@ def feature_stats(features: torch.Tensor, eps: float = 1e-5) -> StyleStats:
     return StyleStats(mean, std)
 
 
-def adain(content_features: torch.Tensor, style: StyleStats) -> torch.Tensor:
-    """Give ``content_features`` the style's channel-wise mean and std."""
-    content = feature_stats(content_features)
+def adain(
+    content_features: torch.Tensor, style: StyleStats, content: StyleStats | None = None
+) -> torch.Tensor:
+    """Give ``content_features`` the style's channel-wise mean and std (``content``: their own
+    statistics where they should come from part of the map; default: all of it)."""
+    content = feature_stats(content_features) if content is None else content
     return (content_features - content.mean) / content.std * style.std + style.mean
 
 
@@ -47,6 +50,20 @@ def mix_stats(stats: Sequence[StyleStats], weights: Sequence[float]) -> StyleSta
     mean = sum(w * s.mean for w, s in zip(weights, stats, strict=True))
     std = sum(w * s.std for w, s in zip(weights, stats, strict=True))
     return StyleStats(mean, std)  # type: ignore[arg-type]
+
+
+def confined_to_picture(
+    features: torch.Tensor, border: int, height: int, width: int
+) -> tuple[torch.Tensor, StyleStats]:
+    """Features of a picture encoded with a mirrored margin, and the statistics AdaIN should use.
+
+    The statistics are the picture's own (a margin would shift them, and a photo stylized with itself
+    would not come back unchanged); the margin's features are kept within the range the picture's
+    span, so a channel that only fires at the canvas edge cannot blow up once normalised.
+    """
+    picture = features[..., *picture_slices(border, height, width)]
+    low, high = picture.amin(dim=(2, 3), keepdim=True), picture.amax(dim=(2, 3), keepdim=True)
+    return torch.minimum(torch.maximum(features, low), high), feature_stats(picture)
 
 
 def _padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
@@ -120,14 +137,15 @@ class Stylizer:
     def style_stats(self, style: torch.Tensor) -> StyleStats:
         """relu4_1 statistics of a style image, from the cache when these exact pixels were seen."""
         key = hashlib.blake2b(style.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
-        key += f"{tuple(style.shape)}"
+        key += f"{tuple(style.shape)}/{self.border_pad}"
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self.cache_hits += 1
                 return self._cache[key]
-        with torch.inference_mode():
-            stats = feature_stats(self.encode(style))
+        with torch.inference_mode():  # encoded as contents are, so a photo as its own style is exact
+            features = self.encode(_padded_for_encoding(style, self.border_pad))
+            stats = feature_stats(features[..., *picture_slices(self.border_pad, *style.shape[-2:])])
         with self._lock:
             self.cache_misses += 1
             self._cache[key] = stats
@@ -141,13 +159,16 @@ class Stylizer:
         styles: Sequence[torch.Tensor],
         weights: Sequence[float] | None = None,
         alpha: float = 1.0,
+        content_stats: StyleStats | None = None,
     ) -> torch.Tensor:
-        """The decoder input t = (1 - a) f(c) + a * sum_i w_i AdaIN(f(c), f(s_i)); weights sum to 1."""
+        """The decoder input t = (1 - a) f(c) + a * sum_i w_i AdaIN(f(c), f(s_i)); weights sum to 1.
+
+        ``content_stats``: f(c)'s statistics when not all of ``content_features`` is the picture's."""
         weights = weights or equal_weights(len(styles))
         active = [(w, s) for w, s in zip(weights, styles, strict=True) if w > 0]
         stats = mix_stats([self.style_stats(s) for _, s in active], [w for w, _ in active])
         with torch.inference_mode():
-            target = adain(content_features, stats)
+            target = adain(content_features, stats, content_stats)
             if alpha < 1.0:
                 target = alpha * target + (1.0 - alpha) * content_features
         return target
@@ -181,9 +202,14 @@ class Stylizer:
         border, (height, width) = self.border_pad, contents.shape[-2:]
         with torch.inference_mode():
             features = self.encode(_padded_for_encoding(contents, border))
+            features, own = confined_to_picture(features, border, height, width)
             targets = [
                 self.target_features(
-                    features[index : index + 1], styles, options.weights_for(len(styles)), options.alpha
+                    features[index : index + 1],
+                    styles,
+                    options.weights_for(len(styles)),
+                    options.alpha,
+                    StyleStats(own.mean[index : index + 1], own.std[index : index + 1]),
                 )
                 for index, (_, _, styles, options) in enumerate(prepared)
             ]

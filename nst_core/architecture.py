@@ -73,6 +73,13 @@ def encoding_margins(height: int, width: int, border: int) -> tuple[int, int, in
     return border, border + (-padded_width % DOWNSAMPLING), border, border + (-padded_height % DOWNSAMPLING)
 
 
+def picture_slices(border: int, height: int, width: int) -> tuple[slice, slice]:
+    """(rows, columns) of the relu4_1 cells that see the picture rather than the mirrored margin around it."""
+    return tuple(
+        slice(border // DOWNSAMPLING, -(-(border + side) // DOWNSAMPLING)) for side in (height, width)
+    )
+
+
 def can_mirror(height: int, width: int, margins: tuple[int, int, int, int]) -> bool:
     """Whether a picture is large enough to be mirrored that far (else its edge is repeated)."""
     left, right, top, bottom = margins

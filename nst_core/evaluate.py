@@ -41,6 +41,7 @@ ALPHAS = (1.0, 0.5)
 BAND, INSIDE, SEGMENT = 6, 12, 32  # border_step: the outermost band, the strip inside it, and the
 # stretches of edge compared at a time (long enough to average out texture, short enough to see a
 # stripe along part of an edge), in pixels
+FRAMELESS = 9.0  # a photo whose own border_step is at most this has no frame (the photos: 6.9)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class EvalResult:
     border_steps: list[float]  # border_step of each result at alpha = 1
     photo_border_steps: list[float]  # border_step of each content photo, for reference
     border_excess: list[float]  # each result's border_step minus its photo's (photos may have frames)
+    frameless_border_steps: list[float]  # border_step of the results of photos without a frame
 
 
 def _quantize(image: torch.Tensor) -> torch.Tensor:
@@ -124,7 +126,7 @@ def evaluate(
     for col, style in enumerate(style_images, start=1):
         grid.paste(ImageOps.fit(style, cell), (col * size, 0))
     sums = {alpha: [0.0, 0.0] for alpha in ALPHAS}
-    psnrs, borders, photo_borders, excess = [], [], [], []
+    psnrs, borders, photo_borders, excess, frameless = [], [], [], [], []
     for row, content_path in enumerate(contents, start=1):
         content_image = fit_max_side(load_image(content_path), size)
         grid.paste(ImageOps.fit(content_image, cell), (0, row * size))
@@ -141,6 +143,8 @@ def evaluate(
                 if alpha == 1.0:
                     borders.append(border_step(output))
                     excess.append(borders[-1] - photo_borders[-1])
+                    if photo_borders[-1] <= FRAMELESS:
+                        frameless.append(borders[-1])
                     grid.paste(ImageOps.fit(to_pil(output), cell), (col * size, row * size))
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(grid_path)
@@ -153,6 +157,7 @@ def evaluate(
         borders,
         photo_borders,
         excess,
+        frameless,
     )
 
 
@@ -195,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         f"the photos themselves mean {mean(result.photo_border_steps):.1f}; "
         f"results over their photo mean {mean(excess):+.1f}, max {max(excess):+.1f}"
     )
+    if frameless := result.frameless_border_steps:
+        print(
+            f"results of photos without a frame of their own (photo step <= {FRAMELESS:g}): "
+            f"{len(frameless)} results, mean {mean(frameless):.1f}, max {max(frameless):.1f}"
+        )
     for alpha in ALPHAS:
         print(
             f"alpha={alpha}: content loss {result.content_loss[alpha]:.4f}, "

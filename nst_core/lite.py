@@ -28,6 +28,7 @@ from nst_core.architecture import (
     can_mirror,
     decoder_plan,
     encoding_margins,
+    picture_slices,
     student_path,
 )
 from nst_core.errors import ModelFileError
@@ -114,6 +115,11 @@ class LiteStudent:
                 x = max_pool2x2(x)
         return x
 
+    def encode_with_margin(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """relu4_1 of ``image`` mirrored outwards (as ``nst_core.adain``), and the cells of the picture."""
+        features = self.encode(_mirrored(image, BORDER_PAD))
+        return features, features[(slice(None), *picture_slices(BORDER_PAD, *image.shape[1:]))]
+
     def decode(self, features: np.ndarray) -> np.ndarray:
         x = features / FEATURE_SCALE
         for step in self.decoder:
@@ -130,19 +136,20 @@ class LiteStudent:
         self, content: Image.Image, styles: Sequence[Image.Image], weights: Sequence[float], alpha: float
     ) -> Image.Image:
         """``content`` in the mixed style of ``styles`` (weights summing to 1), at its own size."""
-        image = _to_array(content)
-        height, width = image.shape[1:]
-        features = self.encode(_mirrored(image, BORDER_PAD))
+        features, picture = self.encode_with_margin(_to_array(content))
         style_mean, style_std = np.float32(0.0), np.float32(0.0)
         for style, weight in zip(styles, weights, strict=True):
             if weight > 0:  # sum_i w_i AdaIN(f, s_i) is AdaIN with the mixed statistics
-                mean, std = _stats(self.encode(_to_array(style)))
+                mean, std = _stats(self.encode_with_margin(_to_array(style))[1])
                 style_mean, style_std = style_mean + weight * mean, style_std + weight * std
-        mean, std = _stats(features)
+        low, high = picture.min(axis=(1, 2), keepdims=True), picture.max(axis=(1, 2), keepdims=True)
+        features = np.clip(features, low, high)  # as nst_core.adain.confined_to_picture
+        mean, std = _stats(picture)
         target = (features - mean) / std * style_std + style_mean
         if alpha < 1.0:
             target = alpha * target + (1.0 - alpha) * features
         output = self.decode(target.astype(np.float32))
+        height, width = content.height, content.width
         output = output[:, BORDER_PAD : BORDER_PAD + height, BORDER_PAD : BORDER_PAD + width]
         return Image.fromarray(
             (np.clip(output.transpose(1, 2, 0), 0.0, 1.0) * 255.0).round().astype(np.uint8)

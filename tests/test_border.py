@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_core.adain import _padded_for_encoding
-from nst_core.architecture import BORDER_PAD, DOWNSAMPLING
+from nst_core.adain import _padded_for_encoding, confined_to_picture
+from nst_core.architecture import BORDER_PAD, DOWNSAMPLING, picture_slices
 from nst_core.evaluate import BAND, border_step
+from nst_core.evaluate import main as eval_main
+from nst_core.tensors import to_pil
 
 
 def smooth_picture(height: int = 64, width: int = 80) -> torch.Tensor:
@@ -50,3 +52,53 @@ def test_the_output_keeps_the_content_size_with_or_without_the_margin(stylizer, 
     finally:
         stylizer.border_pad = BORDER_PAD
     assert output.shape == (1, 3, *size)
+
+
+@pytest.mark.parametrize("size", [(64, 80), (37, 51)])
+def test_adain_normalises_by_the_picture_and_keeps_the_margin_in_its_range(size):
+    height, width = size
+    padded = _padded_for_encoding(torch.zeros(1, 3, height, width), BORDER_PAD)
+    cells = tuple(side // DOWNSAMPLING for side in padded.shape[-2:])
+    torch.manual_seed(0)
+    features = torch.rand(1, 4, *cells) * 10
+    rows, cols = picture_slices(BORDER_PAD, height, width)
+    features[:, 3] = 500.0  # a channel that fires only at the canvas edge...
+    features[:, 3, rows, cols] = 0.0  # ...and never inside the picture
+    confined, stats = confined_to_picture(features, BORDER_PAD, height, width)
+    picture = features[..., rows, cols]
+    torch.testing.assert_close(stats.mean, picture.mean(dim=(2, 3), keepdim=True))
+    assert torch.equal(confined[..., rows, cols], picture)  # the picture's own cells are untouched
+    assert confined[:, 3].abs().max() == 0  # the edge-only channel cannot blow up once normalised
+    assert confined.amax() <= picture.amax() and confined.amin() >= picture.amin()
+    assert not torch.equal(confined, features)
+
+
+def test_a_photo_stylized_with_itself_gets_its_own_features_back_despite_the_margin(stylizer, content):
+    """Photo and style are encoded alike and normalised by the picture's cells only, so AdaIN(f(c), f(c))
+    is f(c) there; with the margin's statistics mixed in it would not be."""
+    features = stylizer.encode(_padded_for_encoding(content, BORDER_PAD))
+    confined, stats = confined_to_picture(features, BORDER_PAD, *content.shape[-2:])
+    picture = (..., *picture_slices(BORDER_PAD, *content.shape[-2:]))
+    target = stylizer.target_features(confined, [content], content_stats=stats)
+    torch.testing.assert_close(target[picture], features[picture], rtol=1e-4, atol=1e-2)
+    whole = stylizer.target_features(features, [content])
+    assert (whole - features)[picture].abs().mean() > 1.0
+
+
+def test_eval_reports_the_frame_of_results_whose_photo_has_none(tmp_path, capsys, monkeypatch):
+    """The issue's goal is about frames painted where the photo has none; photos with frames of their
+    own (a passe-partout, a caption strip) are reported separately, over their photo."""
+    monkeypatch.setenv("NST_DECODER_PATH", str(tmp_path / "missing.safetensors"))  # seeded random decoder
+    folders = {name: tmp_path / name for name in ("content", "style")}
+    for folder in folders.values():
+        folder.mkdir()
+    framed = smooth_picture().clone()
+    framed[..., :BAND, :] = 1.0  # a white strip along the top
+    to_pil(smooth_picture()).save(folders["content"] / "a_plain.png")
+    to_pil(framed).save(folders["content"] / "b_framed.png")
+    to_pil(torch.rand(1, 3, 48, 48)).save(folders["style"] / "noise.png")
+    args = ["--content-dir", str(folders["content"]), "--style-dir", str(folders["style"]), "--size", "80"]
+    assert eval_main([*args, "-o", str(tmp_path / "grid.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 pairs" in printed
+    assert "results of photos without a frame of their own (photo step <= 9): 1 results" in printed
