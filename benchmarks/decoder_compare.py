@@ -8,7 +8,8 @@ looks finer than the artwork's own: the style distance at 1024 px (output and ar
 size; the held-out images are scaled up to it) is the number for that, the figure the picture.
 Pair i is the i-th held-out photo with the i-th held-out artwork. Also printed per decoder: the
 content distance, the self-reconstruction PSNR over ``--photos`` held-out photos at 512 px and the
-border step over each result's photo (``nst_core.evaluate``).
+border step over each result's photo (``nst_core.evaluate``), and a border check over the whole
+validation split (``--border-photos``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from PIL import Image, ImageDraw, ImageOps
 from benchmarks.machine import describe_cpu
 from nst_core.adain import Stylizer
 from nst_core.device import use_all_cpu_cores
-from nst_core.evaluate import border_step, distances, images_in, psnr_db
+from nst_core.evaluate import FRAMELESS, border_step, distances, images_in, psnr_db
 from nst_core.images import fit_max_side, load_image
 from nst_core.tensors import to_pil, to_tensor
 from nst_core.vgg import get_encoder
@@ -50,6 +51,31 @@ def labelled(image: Image.Image, label: str) -> Image.Image:
     return cell
 
 
+def border_check(stylizers: list[Stylizer], count: int) -> None:
+    """Photo i of the validation split with artwork i (cycling), at <= 512 px as users send them: the
+    results' border step over their photo's, and on its own for photos without a frame of their own."""
+    photos = held_out("content", count)
+    artworks = [to_tensor(fit_max_side(a, RECONSTRUCTION_SIZE)) for a in held_out("style", count)]
+    if not photos:
+        return
+    pairs = [
+        (to_tensor(fit_max_side(p, RECONSTRUCTION_SIZE)), artworks[i % len(artworks)])
+        for i, p in enumerate(photos)
+    ]
+    photo_steps = [border_step(photo) for photo, _ in pairs]
+    for number, stylizer in enumerate(stylizers, start=1):
+        steps = [border_step(stylizer.stylize(photo, [artwork])) for photo, artwork in pairs]
+        excess = [step - own for step, own in zip(steps, photo_steps, strict=True)]
+        frameless = [step for step, own in zip(steps, photo_steps, strict=True) if own <= FRAMELESS]
+        print(
+            f"#{number} border over {len(pairs)} held-out photos: over its photo mean {mean(excess):+.1f}, "
+            f"max {max(excess):+.1f}; the {len(frameless)} photos without a frame (step <= {FRAMELESS:g}): "
+            f"results mean {mean(frameless) if frameless else float('nan'):.1f}, "
+            f"max {max(frameless, default=float('nan')):.1f}",
+            flush=True,
+        )
+
+
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="decoder_compare", description=__doc__.splitlines()[0])
@@ -57,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--photos", type=int, default=20, help="held-out photos for the PSNR (0: skip)")
+    parser.add_argument(
+        "--border-photos", type=int, default=1000, help="held-out photos for the border check (0: skip)"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="figure (rows: pairs)")
     args = parser.parse_args(argv)
     use_all_cpu_cores()
@@ -88,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for number, stylizer in enumerate(stylizers if photos else [], start=1):
         psnr = mean(psnr_db(stylizer.stylize(photo, [photo]), photo) for photo in photos)
         print(f"#{number} self-reconstruction PSNR {psnr:.2f} dB over {len(photos)} photos", flush=True)
+    border_check(stylizers, args.border_photos)
     figure = Image.new("RGB", (CELL * len(rows[0]), CELL * len(rows)), "white")
     for y, row in enumerate(rows):
         for x, cell in enumerate(row):

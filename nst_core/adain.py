@@ -67,12 +67,16 @@ def confined_to_picture(
 
 
 def _padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
-    """The picture mirrored outwards by ``encoding_margins`` (its edge repeated where it is too small)."""
+    """The picture mirrored point-symmetrically outwards by ``encoding_margins`` (see ``BORDER_PAD``;
+    its edge repeated where it is too small to mirror)."""
     height, width = image.shape[-2:]
     margins = encoding_margins(height, width, border)
     if not any(margins):
         return image
-    return F.pad(image, margins, mode="reflect" if can_mirror(height, width, margins) else "replicate")
+    repeated = F.pad(image, margins, mode="replicate")
+    if not can_mirror(height, width, margins):
+        return repeated
+    return (2 * repeated - F.pad(image, margins, mode="reflect")).clamp(0, 1)
 
 
 StyleRequest = tuple[torch.Tensor, Sequence[torch.Tensor], RenderOptions]  # content, styles, options

@@ -39,8 +39,10 @@ POOL_AFTER = frozenset({"relu1_2", "relu2_2", "relu3_4", "relu4_4"})
 ENCODER_LAYER = "relu4_1"  # AdaIN's features
 DOWNSAMPLING = 8  # relu4_1 sits after three 2x2 pools
 # The decoder paints a band along the picture's edges where the encoder saw its zero padding; the
-# content is mirrored outwards by this much before encoding and the band is cropped off after.
-BORDER_PAD = 16
+# content is mirrored outwards by this much before encoding and the band is cropped off after. The
+# mirror is point-symmetric (2·edge - mirror image), which continues a gradient across the edge: a
+# plain mirror folds it into a crease that the encoder sees as a line and the decoder paints.
+BORDER_PAD = 32
 # Raw Caffe VGG activations at relu4_1 are large (their mean std over natural images and artworks
 # is ~600, see weights/README.md); dividing by it keeps the decoder's first layer in the range
 # PyTorch's default init and Adam's step size expect, so training starts well-conditioned.

@@ -198,11 +198,14 @@ def _to_array(image: Image.Image) -> np.ndarray:
 
 
 def _mirrored(image: np.ndarray, border: int) -> np.ndarray:
-    """As ``nst_core.adain._padded_for_encoding``: mirrored (or edge-repeated) to ``encoding_margins``."""
+    """As ``nst_core.adain._padded_for_encoding``, point-mirrored (or edge-repeated)."""
     height, width = image.shape[1:]
     left, right, top, bottom = margins = encoding_margins(height, width, border)
-    mode = "reflect" if can_mirror(height, width, margins) else "edge"
-    return np.pad(image, ((0, 0), (top, bottom), (left, right)), mode=mode)
+    widths = ((0, 0), (top, bottom), (left, right))
+    repeated = np.pad(image, widths, mode="edge")
+    if not can_mirror(height, width, margins):
+        return repeated
+    return np.clip(2 * repeated - np.pad(image, widths, mode="reflect"), 0.0, 1.0)
 
 
 def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,8 +39,18 @@ def test_the_mirrored_margin_surrounds_the_picture_untouched(size):
     assert torch.equal(
         padded[..., BORDER_PAD : BORDER_PAD + size[0], BORDER_PAD : BORDER_PAD + size[1]], picture
     )
-    if min(size) > BORDER_PAD:  # mirrored: the first row outside is the second row inside
-        assert torch.equal(padded[..., BORDER_PAD - 1, :], padded[..., BORDER_PAD + 1, :])
+    if min(size) > BORDER_PAD:  # mirrored through the edge pixel: outside = 2·edge - inside
+        columns = slice(BORDER_PAD, BORDER_PAD + size[1])
+        mirrored = (2 * padded[..., BORDER_PAD, columns] - padded[..., BORDER_PAD + 1, columns]).clamp(0, 1)
+        torch.testing.assert_close(padded[..., BORDER_PAD - 1, columns], mirrored)
+
+
+def test_the_margin_continues_a_gradient_without_a_crease():
+    """A plain mirror folds a sky's gradient into a ridge at the edge, which the decoder paints as a line."""
+    ramp = torch.linspace(0.4, 0.6, 48).view(1, 1, 48, 1).expand(1, 3, 48, 40)
+    padded = _padded_for_encoding(ramp, BORDER_PAD)[0, 0, :, BORDER_PAD]
+    steps = padded.diff()
+    torch.testing.assert_close(steps[: BORDER_PAD + 40], torch.full((BORDER_PAD + 40,), 0.2 / 47))
 
 
 @pytest.mark.parametrize("border_pad", [0, BORDER_PAD])
