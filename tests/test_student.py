@@ -32,7 +32,7 @@ def test_student_shapes_and_a_sixteenth_of_the_compute(stylizer, fast_stylizer):
     content, style = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 64, 64)
     fast, _ = conv_gflop(fast_stylizer, content, style)
     full, _ = conv_gflop(stylizer, content, style)
-    assert fast < 6  # GFLOP at 256² plus the border margin (~18 at 512²)
+    assert fast < 7  # GFLOP at 256² plus the 32-px border margin (~20 at 512²)
     assert full / fast > 14, (full, fast)
 
 
