@@ -51,18 +51,14 @@ def labelled(image: Image.Image, label: str) -> Image.Image:
     return cell
 
 
-def border_check(stylizers: list[Stylizer], count: int) -> None:
+def border_check(stylizers: list[Stylizer], photos: list[torch.Tensor]) -> None:
     """Photo i of the validation split with artwork i (cycling), at <= 512 px as users send them: the
     results' border step over their photo's, and on its own for photos without a frame of their own."""
-    photos = held_out("content", count)
-    artworks = [to_tensor(fit_max_side(a, RECONSTRUCTION_SIZE)) for a in held_out("style", count)]
     if not photos:
         return
-    pairs = [
-        (to_tensor(fit_max_side(p, RECONSTRUCTION_SIZE)), artworks[i % len(artworks)])
-        for i, p in enumerate(photos)
-    ]
-    photo_steps = [border_step(photo) for photo, _ in pairs]
+    artworks = [to_tensor(fit_max_side(a, RECONSTRUCTION_SIZE)) for a in held_out("style", len(photos))]
+    pairs = [(photo, artworks[i % len(artworks)]) for i, photo in enumerate(photos)]
+    photo_steps = [border_step(photo) for photo in photos]
     for number, stylizer in enumerate(stylizers, start=1):
         steps = [border_step(stylizer.stylize(photo, [artwork])) for photo, artwork in pairs]
         excess = [step - own for step, own in zip(steps, photo_steps, strict=True)]
@@ -113,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"max {max(borders):+.1f}",
                 flush=True,
             )
-    photos = [to_tensor(fit_max_side(p, RECONSTRUCTION_SIZE)) for p in held_out("content", args.photos)]
+    held_out_photos = [
+        to_tensor(fit_max_side(p, RECONSTRUCTION_SIZE))
+        for p in held_out("content", max(args.photos, args.border_photos))
+    ]
+    photos = held_out_photos[: args.photos]
     for number, stylizer in enumerate(stylizers if photos else [], start=1):
         psnr = mean(psnr_db(stylizer.stylize(photo, [photo]), photo) for photo in photos)
         print(f"#{number} self-reconstruction PSNR {psnr:.2f} dB over {len(photos)} photos", flush=True)
-    border_check(stylizers, args.border_photos)
+    border_check(stylizers, held_out_photos[: args.border_photos])
     figure = Image.new("RGB", (CELL * len(rows[0]), CELL * len(rows)), "white")
     for y, row in enumerate(rows):
         for x, cell in enumerate(row):

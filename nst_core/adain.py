@@ -52,16 +52,14 @@ def mix_stats(stats: Sequence[StyleStats], weights: Sequence[float]) -> StyleSta
     return StyleStats(mean, std)  # type: ignore[arg-type]
 
 
-def confined_to_picture(
-    features: torch.Tensor, border: int, height: int, width: int
-) -> tuple[torch.Tensor, StyleStats]:
-    """Features of a picture encoded with a mirrored margin, and the statistics AdaIN should use.
+def confined_to_picture(features: torch.Tensor, picture: torch.Tensor) -> tuple[torch.Tensor, StyleStats]:
+    """Features of a picture encoded with a mirrored margin, and the statistics AdaIN should use
+    (``picture``: the cells of ``features`` that see the picture, ``Stylizer.encode_with_margin``).
 
     The statistics are the picture's own (a margin would shift them, and a photo stylized with itself
     would not come back unchanged); the margin's features are kept within the range the picture's
     span, so a channel that only fires at the canvas edge cannot blow up once normalised.
     """
-    picture = features[..., *picture_slices(border, height, width)]
     low, high = picture.amin(dim=(2, 3), keepdim=True), picture.amax(dim=(2, 3), keepdim=True)
     return torch.minimum(torch.maximum(features, low), high), feature_stats(picture)
 
@@ -138,6 +136,11 @@ class Stylizer:
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         return self.encoder(self._prepare(image), [ENCODER_LAYER])[ENCODER_LAYER]
 
+    def encode_with_margin(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """relu4_1 of ``images`` mirrored outwards by ``border_pad``, and its cells that see the picture."""
+        features = self.encode(_padded_for_encoding(images, self.border_pad))
+        return features, features[..., *picture_slices(self.border_pad, *images.shape[-2:])]
+
     def style_stats(self, style: torch.Tensor) -> StyleStats:
         """relu4_1 statistics of a style image, from the cache when these exact pixels were seen."""
         key = hashlib.blake2b(style.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
@@ -148,8 +151,7 @@ class Stylizer:
                 self.cache_hits += 1
                 return self._cache[key]
         with torch.inference_mode():  # encoded as contents are, so a photo as its own style is exact
-            features = self.encode(_padded_for_encoding(style, self.border_pad))
-            stats = feature_stats(features[..., *picture_slices(self.border_pad, *style.shape[-2:])])
+            stats = feature_stats(self.encode_with_margin(style)[1])
         with self._lock:
             self.cache_misses += 1
             self._cache[key] = stats
@@ -205,8 +207,7 @@ class Stylizer:
         contents = torch.cat([item[1] for item in prepared])
         border, (height, width) = self.border_pad, contents.shape[-2:]
         with torch.inference_mode():
-            features = self.encode(_padded_for_encoding(contents, border))
-            features, own = confined_to_picture(features, border, height, width)
+            features, own = confined_to_picture(*self.encode_with_margin(contents))
             targets = [
                 self.target_features(
                     features[index : index + 1],

@@ -74,8 +74,8 @@ def test_adain_normalises_by_the_picture_and_keeps_the_margin_in_its_range(size)
     rows, cols = picture_slices(BORDER_PAD, height, width)
     features[:, 3] = 500.0  # a channel that fires only at the canvas edge...
     features[:, 3, rows, cols] = 0.0  # ...and never inside the picture
-    confined, stats = confined_to_picture(features, BORDER_PAD, height, width)
     picture = features[..., rows, cols]
+    confined, stats = confined_to_picture(features, picture)
     torch.testing.assert_close(stats.mean, picture.mean(dim=(2, 3), keepdim=True))
     assert torch.equal(confined[..., rows, cols], picture)  # the picture's own cells are untouched
     assert confined[:, 3].abs().max() == 0  # the edge-only channel cannot blow up once normalised
@@ -86,8 +86,8 @@ def test_adain_normalises_by_the_picture_and_keeps_the_margin_in_its_range(size)
 def test_a_photo_stylized_with_itself_gets_its_own_features_back_despite_the_margin(stylizer, content):
     """Photo and style are encoded alike and normalised by the picture's cells only, so AdaIN(f(c), f(c))
     is f(c) there; with the margin's statistics mixed in it would not be."""
-    features = stylizer.encode(_padded_for_encoding(content, BORDER_PAD))
-    confined, stats = confined_to_picture(features, BORDER_PAD, *content.shape[-2:])
+    features, own_cells = stylizer.encode_with_margin(content)
+    confined, stats = confined_to_picture(features, own_cells)
     picture = (..., *picture_slices(BORDER_PAD, *content.shape[-2:]))
     target = stylizer.target_features(confined, [content], content_stats=stats)
     torch.testing.assert_close(target[picture], features[picture], rtol=1e-4, atol=1e-2)
