@@ -198,7 +198,7 @@ def _to_array(image: Image.Image) -> np.ndarray:
 
 
 def _mirrored(image: np.ndarray, border: int) -> np.ndarray:
-    """As ``nst_core.adain._padded_for_encoding``, point-mirrored (or edge-repeated)."""
+    """As ``nst_core.adain.padded_for_encoding``, point-mirrored (or edge-repeated)."""
     height, width = image.shape[1:]
     left, right, top, bottom = margins = encoding_margins(height, width, border)
     widths = ((0, 0), (top, bottom), (left, right))

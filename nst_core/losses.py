@@ -35,11 +35,14 @@ def normalized_stats(features: dict[str, torch.Tensor]) -> dict[str, StyleStats]
     }
 
 
-def adain_target(content_features: torch.Tensor, style: dict[str, StyleStats]) -> torch.Tensor:
-    """AdaIN target t from normalised style stats (scaled back to relu4_1's own range)."""
+def adain_target(
+    content_features: torch.Tensor, style: dict[str, StyleStats], content: StyleStats | None = None
+) -> torch.Tensor:
+    """AdaIN target t from normalised style stats (scaled back to relu4_1's own range); ``content``:
+    the features' own statistics where only part of the map is the picture (``adain.adain``)."""
     scale = LAYER_SCALE[ENCODER_LAYER]
     stats = style[ENCODER_LAYER]
-    return adain(content_features, StyleStats(stats.mean * scale, stats.std * scale))
+    return adain(content_features, StyleStats(stats.mean * scale, stats.std * scale), content)
 
 
 def adain_content_loss(output_features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

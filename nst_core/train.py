@@ -17,6 +17,11 @@ An optional first phase (``--pretrain-steps``) makes every sample an identity sa
 loss: cheap signal that gets the decoder to produce sharp images before the style objective starts.
 With ``--pretrain-loss pixels`` it is judged by the pixels alone, skipping the loss network.
 
+With ``--margin`` (the full model) each crop is encoded as the Stylizer encodes a picture: mirrored
+outwards, the margin's features kept within the crop's range, AdaIN by the crop's own statistics; the
+decoder paints the margin too and only the crop is judged. A crop's edge then looks to the decoder as
+a picture's edge does at inference, which is where a painted frame would come from.
+
 The fast model (``--model fast``, ``nst_core.student``) trains with the same objective and data, after
 a first phase of its own (``--distill-steps``): the student encoder, pruned from VGG-19, learns to
 describe photos and artworks as VGG-19 does at relu4_1 through a learned 1x1 embedding (collaborative
@@ -40,8 +45,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from nst_core.adain import StyleStats, adain, feature_stats
-from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH
+from nst_core.adain import StyleStats, adain, confined_to_picture, encoded_with_margin, feature_stats
+from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH, picture_slices
 from nst_core.decoder import Decoder, load_decoder, save_decoder, saved_step
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import IMAGE_SUFFIXES
@@ -161,17 +166,35 @@ def bank_stats(bank: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, 
     }
 
 
+@torch.no_grad()
+def features_with_margin(
+    encoder, pixels: torch.Tensor, margin: int, amp: bool
+) -> tuple[torch.Tensor, StyleStats]:
+    """relu4_1 of crops encoded as the Stylizer encodes a picture (mirrored outwards by ``margin``, the
+    margin kept within the crop's range), and the statistics of the cells that see the crop.
+
+    The decoder then learns on the inputs it gets at inference, where a crop's edge is a picture's edge.
+    """
+    with torch.autocast(pixels.device.type, dtype=torch.bfloat16, enabled=amp):
+        features, picture = encoded_with_margin(lambda x: encoder(x)[ENCODER_LAYER], pixels, margin)
+    return confined_to_picture(features.float(), picture.float())
+
+
 # ----------------------------------------------------------------------------- loss
-def teacher_targets(content_features, style: dict[str, StyleStats] | None, identity: int) -> torch.Tensor:
+def teacher_targets(
+    content_features, style: dict[str, StyleStats] | None, identity: int, own: StyleStats | None = None
+) -> torch.Tensor:
     """What the loss network should see in relu4_1 of the outputs: AdaIN targets, then the identity
-    samples' own features. ``style`` holds every sample's style statistics (None: all identity)."""
+    samples' own features. ``style`` holds every sample's style statistics (None: all identity);
+    ``own``: the contents' statistics when their maps include a margin (``features_with_margin``)."""
     content_features = content_features.float()
     styled = len(content_features) - identity
     if not styled:
         return content_features
     if style is None:
         raise ValueError("styled samples need style statistics")
-    styled_target = adain_target(content_features[:styled], slice_stats(style, slice(0, styled)))
+    own = None if own is None else StyleStats(own.mean[:styled], own.std[:styled])
+    styled_target = adain_target(content_features[:styled], slice_stats(style, slice(0, styled)), own)
     return torch.cat([styled_target, content_features[styled:]])
 
 
@@ -197,15 +220,21 @@ def compute_losses(
     content_pixels,
     style: dict[str, StyleStats] | None,
     identity: int,
+    margin: int = 0,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Losses of one batch and the decoded images.
 
     ``target`` is the teacher's relu4_1 target of every sample (``teacher_targets``); the decoder sees
     ``decoder_input`` (the same for the full model, the student's AdaIN for the fast one). The last
     ``identity`` samples get a pixel loss against their photo; ``style`` None skips the style loss.
+    ``margin``: the inputs were encoded with one (``features_with_margin``); only the crop is judged.
     """
     styled = len(target) - identity
     output = decoder(decoder_input)
+    if margin:
+        height, width = content_pixels.shape[-2:]
+        output = output[..., margin : margin + height, margin : margin + width]
+        target = target[..., *picture_slices(margin, height, width)]
     output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
     zero = output.new_zeros((), dtype=torch.float32)
     losses = {
@@ -315,17 +344,25 @@ def write_plot(log_path: Path, out_path: Path) -> None:
 
 
 @torch.no_grad()
-def validate(encoder, decoder, student, embedding, val_content, val_style, style_weight: float):
+def validate(
+    encoder, decoder, student, embedding, val_content, val_style, style_weight: float, margin: int, amp: bool
+):
     """The full objective (style phase) on the fixed validation pairs, and a content/style/result grid.
 
     For the fast model (``student`` given) also the distillation loss on the validation photos.
     """
     decoder.eval()
     style = normalized_stats(encoder(val_style, ADAIN_STYLE_LAYERS))
-    content_features = encoder(val_content)[ENCODER_LAYER]
-    target = teacher_targets(content_features, style, identity=0)
+    content_features, own = (
+        features_with_margin(encoder, val_content, margin, amp)
+        if margin
+        else (encoder(val_content)[ENCODER_LAYER], None)
+    )
+    target = teacher_targets(content_features, style, identity=0, own=own)
     decoder_input = target if student is None else student_inputs(student, val_content, val_style)
-    losses, styled = compute_losses(encoder, decoder, decoder_input, target, val_content, style, identity=0)
+    losses, styled = compute_losses(
+        encoder, decoder, decoder_input, target, val_content, style, identity=0, margin=margin
+    )
     if student is not None:
         losses["distill"] = distill_loss(student, embedding, val_content, content_features)
     decoder.train()
@@ -381,6 +418,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--amp", choices=("auto", "on", "off"), default="auto", help="bf16 autocast (auto: if fast)"
     )
+    p.add_argument(
+        "--margin", type=int, default=0,
+        help="full model: encode crops mirrored outwards by this many pixels, as inference does (BORDER_PAD)",
+    )  # fmt: skip
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument(
         "--max-minutes", type=float, default=0.0, help="stop (and checkpoint) after this; 0: no limit"
@@ -391,7 +432,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.margin and args.model == "fast":
+        p.error("--margin trains the full model's decoder; the fast model trains without one")
+    if args.margin < 0:
+        p.error("--margin must be >= 0")
+    return args
 
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:
@@ -483,7 +529,7 @@ def train(args: argparse.Namespace) -> int:
         due = due or step in (args.distill_steps, args.distill_steps + args.pretrain_steps)  # phase ends
         if finished or (due and step > 0):  # validate, log, checkpoint
             metrics, grid = validate(encoder, decoder, student, embedding, val_content, val_style,
-                                     args.style_weight)  # fmt: skip
+                                     args.style_weight, args.margin, amp)  # fmt: skip
             writer.writerow([step, "val", metrics["content"], metrics["style"], metrics["total"], lr,
                              images_seen, time.time(), metrics.get("distill", "")])  # fmt: skip
             log.flush()
@@ -552,14 +598,18 @@ def decoder_batch(
     identity = args.batch_size if phase == "pretrain" else args.identity_samples
     c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
     s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
-    content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
     content_pixels = contents["pixels"][c_index].to(device).float().div(255)
+    own = None
+    if args.margin:  # the bank's features saw the crop alone; inference sees a margin around it
+        content_features, own = features_with_margin(encoder, content_pixels, args.margin, amp)
+    else:
+        content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
     style = (
         None
         if phase == "pretrain"
         else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
     )
-    target = teacher_targets(content_features, style, identity)
+    target = teacher_targets(content_features, style, identity, own)
     decoder_input = target
     if student is not None:
         style_pixels = styles["pixels"][s_index].to(device).float().div(255)
@@ -569,7 +619,9 @@ def decoder_batch(
             # The photos back from their own features, judged without the loss network's forward and
             # backward pass, most of a step (6x the steps per minute for the fast model here).
             return {"pixel": F.mse_loss(decoder(decoder_input).float(), content_pixels)}
-        losses, _ = compute_losses(encoder, decoder, decoder_input, target, content_pixels, style, identity)
+        losses, _ = compute_losses(
+            encoder, decoder, decoder_input, target, content_pixels, style, identity, args.margin
+        )
     return losses
 
 

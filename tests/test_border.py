@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_core.adain import _padded_for_encoding, confined_to_picture
+from nst_core.adain import confined_to_picture, padded_for_encoding
 from nst_core.architecture import BORDER_PAD, DOWNSAMPLING, picture_slices
 from nst_core.evaluate import BAND, border_step
 from nst_core.evaluate import main as eval_main
@@ -34,7 +34,7 @@ def test_a_frame_stands_out_and_a_smooth_picture_does_not():
 @pytest.mark.parametrize("size", [(64, 80), (37, 51), (9, 5), (1, 1)])
 def test_the_mirrored_margin_surrounds_the_picture_untouched(size):
     picture = torch.rand(1, 3, *size)
-    padded = _padded_for_encoding(picture, BORDER_PAD)
+    padded = padded_for_encoding(picture, BORDER_PAD)
     assert all(side % DOWNSAMPLING == 0 for side in padded.shape[-2:])
     assert torch.equal(
         padded[..., BORDER_PAD : BORDER_PAD + size[0], BORDER_PAD : BORDER_PAD + size[1]], picture
@@ -48,7 +48,7 @@ def test_the_mirrored_margin_surrounds_the_picture_untouched(size):
 def test_the_margin_continues_a_gradient_without_a_crease():
     """A plain mirror folds a sky's gradient into a ridge at the edge, which the decoder paints as a line."""
     ramp = torch.linspace(0.4, 0.6, 48).view(1, 1, 48, 1).expand(1, 3, 48, 40)
-    padded = _padded_for_encoding(ramp, BORDER_PAD)[0, 0, :, BORDER_PAD]
+    padded = padded_for_encoding(ramp, BORDER_PAD)[0, 0, :, BORDER_PAD]
     steps = padded.diff()
     torch.testing.assert_close(steps[: BORDER_PAD + 40], torch.full((BORDER_PAD + 40,), 0.2 / 47))
 
@@ -67,7 +67,7 @@ def test_the_output_keeps_the_content_size_with_or_without_the_margin(stylizer, 
 @pytest.mark.parametrize("size", [(64, 80), (37, 51)])
 def test_adain_normalises_by_the_picture_and_keeps_the_margin_in_its_range(size):
     height, width = size
-    padded = _padded_for_encoding(torch.zeros(1, 3, height, width), BORDER_PAD)
+    padded = padded_for_encoding(torch.zeros(1, 3, height, width), BORDER_PAD)
     cells = tuple(side // DOWNSAMPLING for side in padded.shape[-2:])
     torch.manual_seed(0)
     features = torch.rand(1, 4, *cells) * 10
