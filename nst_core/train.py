@@ -45,8 +45,15 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from nst_core.adain import StyleStats, adain, confined_to_picture, encoded_with_margin, feature_stats
-from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH, picture_slices
+from nst_core.adain import (
+    StyleStats,
+    adain,
+    confined_to_picture,
+    encoded_with_margin,
+    feature_stats,
+    padded_for_encoding,
+)
+from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH, layer_stride, picture_slices
 from nst_core.decoder import Decoder, load_decoder, save_decoder, saved_step
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import IMAGE_SUFFIXES
@@ -227,15 +234,22 @@ def compute_losses(
     ``target`` is the teacher's relu4_1 target of every sample (``teacher_targets``); the decoder sees
     ``decoder_input`` (the same for the full model, the student's AdaIN for the fast one). The last
     ``identity`` samples get a pixel loss against their photo; ``style`` None skips the style loss.
-    ``margin``: the inputs were encoded with one (``features_with_margin``); only the crop is judged.
+    ``margin``: the inputs were encoded with one (``features_with_margin``); only the crop is judged,
+    encoded with the same margin: the loss network's zero padding at the crop's edge would otherwise
+    disagree with the target there, and the decoder would learn to paint a frame to make up for it.
     """
     styled = len(target) - identity
     output = decoder(decoder_input)
-    if margin:
+    if margin:  # the picture, judged by what the encoder says of it with the margin inference gives it
         height, width = content_pixels.shape[-2:]
         output = output[..., margin : margin + height, margin : margin + width]
+        output_features = {
+            layer: features[..., *picture_slices(margin, height, width, layer_stride(layer))].float()
+            for layer, features in encoder(padded_for_encoding(output, margin), ADAIN_STYLE_LAYERS).items()
+        }
         target = target[..., *picture_slices(margin, height, width)]
-    output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
+    else:
+        output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
     zero = output.new_zeros((), dtype=torch.float32)
     losses = {
         "content": adain_content_loss(output_features[ENCODER_LAYER], target),

@@ -294,3 +294,17 @@ def test_margin_is_refused_for_the_fast_model(folders, capsys):
     with pytest.raises(SystemExit):
         _args(folders, "out", 1, "--model", "fast", "--margin", "32")
     assert "--margin" in capsys.readouterr().err
+
+
+def test_a_photo_decoded_exactly_costs_nothing_with_a_margin(encoder):
+    """The loss network sees the decoded crop with the margin its target was encoded with, so a
+    perfect reconstruction scores zero (judged with zero padding at the crop's edge, it would not)."""
+    crops = torch.rand(2, 3, 48, 48)
+    features, _ = features_with_margin(encoder, crops, BORDER_PAD, amp=False)
+    target = teacher_targets(features, None, identity=2)
+
+    def exact_decoder(decoder_input):  # the crops, whatever the margin holds
+        return F.pad(crops, (BORDER_PAD,) * 4, value=0.3)
+
+    losses, _ = compute_losses(encoder, exact_decoder, target, target, crops, None, 2, BORDER_PAD)
+    assert losses["pixel"] == 0 and losses["content"] < 1e-8
