@@ -32,6 +32,7 @@ and VGG-19 stays the loss network: the targets are the teacher's, as for the ful
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import hashlib
 import random
@@ -286,8 +287,8 @@ def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer, 
 
 def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer) -> tuple[int, int]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    for name, module in modules.items():
-        module.load_state_dict(state[name])
+    for name, module in modules.items():  # a run that starts averaging starts from its decoder
+        module.load_state_dict(state["decoder"] if name == "average" and name not in state else state[name])
     if "optimizer" in state:  # a slimmed checkpoint (decoder only) restarts Adam's moments
         optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -309,8 +310,17 @@ def start_from_weights(path: Path, modules: dict[str, torch.nn.Module], banks) -
         fit_embedding(modules["embedding"], modules["student"], banks)
     else:
         decoder, _ = load_decoder(path)
-    modules["decoder"].load_state_dict(decoder.state_dict())
+    for name in ("decoder", "average"):
+        if name in modules:
+            modules[name].load_state_dict(decoder.state_dict())
     return step
+
+
+@torch.no_grad()
+def update_average(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """One step of the exponential moving average of ``model``'s weights."""
+    for averaged, current in zip(average.parameters(), model.parameters(), strict=True):
+        averaged.lerp_(current, 1.0 - decay)
 
 
 @torch.no_grad()
@@ -436,6 +446,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--margin", type=int, default=0,
         help="full model: encode crops mirrored outwards by this many pixels, as inference does (BORDER_PAD)",
     )  # fmt: skip
+    p.add_argument(
+        "--average-decay", type=float, default=0.0,
+        help="validate and export an exponential moving average of the decoder's weights (0: off)",
+    )  # fmt: skip
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument(
         "--max-minutes", type=float, default=0.0, help="stop (and checkpoint) after this; 0: no limit"
@@ -451,6 +465,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--margin trains the full model's decoder; the fast model trains without one")
     if args.margin < 0:
         p.error("--margin must be >= 0")
+    if not 0.0 <= args.average_decay < 1.0:
+        p.error("--average-decay must be in [0, 1)")
     return args
 
 
@@ -510,6 +526,9 @@ def train(args: argparse.Namespace) -> int:
         modules = {"decoder": decoder}
     decoder = decoder.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=args.lr)
+    if args.average_decay:  # what is validated and exported: the weights with SGD's noise averaged out
+        modules["average"] = copy.deepcopy(decoder).requires_grad_(False)
+    shipped = modules.get("average", decoder)
     step, images_seen = 0, 0
     if args.resume and ckpt_path.exists():
         step, images_seen = load_checkpoint(ckpt_path, modules, optimizer)
@@ -542,7 +561,7 @@ def train(args: argparse.Namespace) -> int:
         due = time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60
         due = due or step in (args.distill_steps, args.distill_steps + args.pretrain_steps)  # phase ends
         if finished or (due and step > 0):  # validate, log, checkpoint
-            metrics, grid = validate(encoder, decoder, student, embedding, val_content, val_style,
+            metrics, grid = validate(encoder, shipped, student, embedding, val_content, val_style,
                                      args.style_weight, args.margin, amp)  # fmt: skip
             writer.writerow([step, "val", metrics["content"], metrics["style"], metrics["total"], lr,
                              images_seen, time.time(), metrics.get("distill", "")])  # fmt: skip
@@ -552,9 +571,9 @@ def train(args: argparse.Namespace) -> int:
             write_plot(log_path, args.out / "loss.png")
             if args.export:
                 if student is not None:
-                    save_student(student, decoder, args.export, step)
+                    save_student(student, shipped, args.export, step)
                 else:
-                    save_decoder(decoder, args.export, step)
+                    save_decoder(shipped, args.export, step)
             shown = " ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key != "pixel")
             bar.write(f"step {step}: val {shown}")
             last_checkpoint = time.monotonic()
@@ -577,6 +596,8 @@ def train(args: argparse.Namespace) -> int:
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
+        if shipped is not decoder:
+            update_average(shipped, decoder, args.average_decay)
         step += 1
         images_seen += args.batch_size
         bar.update(1)

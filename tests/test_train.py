@@ -308,3 +308,19 @@ def test_a_photo_decoded_exactly_costs_nothing_with_a_margin(encoder):
 
     losses, _ = compute_losses(encoder, exact_decoder, target, target, crops, None, 2, BORDER_PAD)
     assert losses["pixel"] == 0 and losses["content"] < 1e-8
+
+
+def test_the_exported_decoder_is_the_moving_average_of_the_weights(folders, tmp_path):
+    export, out = tmp_path / "avg.safetensors", tmp_path / "run"
+    train(_args(folders, out, 2, "--export", str(export)))  # a run that did not average
+    train(_args(folders, out, 2, "--resume", "--average-decay", "0.5", "--export", str(export)))
+    state = torch.load(out / "ckpt.pt", weights_only=False)
+    for key, value in state["decoder"].items():  # averaging starts from the run's weights
+        torch.testing.assert_close(state["average"][key], value, rtol=0, atol=0)
+    train(_args(folders, out, 3, "--resume", "--average-decay", "0.5", "--export", str(export)))
+    after = torch.load(out / "ckpt.pt", weights_only=False)
+    exported = load_file(str(export))
+    for key, value in after["average"].items():  # halfway between the old weights and the new ones
+        torch.testing.assert_close(value, (state["decoder"][key] + after["decoder"][key]) / 2)
+        torch.testing.assert_close(exported[key].float(), value, rtol=1e-3, atol=1e-4)
+    assert not torch.equal(after["average"]["net.1.weight"], after["decoder"]["net.1.weight"])
