@@ -52,9 +52,8 @@ from nst_core.adain import (
     confined_to_picture,
     encoded_with_margin,
     feature_stats,
-    padded_for_encoding,
 )
-from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH, layer_stride, picture_slices
+from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH
 from nst_core.decoder import Decoder, load_decoder, save_decoder, saved_step
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import IMAGE_SUFFIXES
@@ -188,6 +187,15 @@ def features_with_margin(
     return confined_to_picture(features.float(), picture.float())
 
 
+def margin_inputs(
+    encoder, pixels: torch.Tensor, style: dict[str, StyleStats] | None, identity: int, margin: int, amp: bool
+) -> torch.Tensor:
+    """The decoder's input as inference builds it for these crops: ``teacher_targets`` of their features
+    encoded with a margin. The loss still judges the crop against the bank's targets, as without one."""
+    features, own = features_with_margin(encoder, pixels, margin, amp)
+    return teacher_targets(features, style, identity, own)
+
+
 # ----------------------------------------------------------------------------- loss
 def teacher_targets(
     content_features, style: dict[str, StyleStats] | None, identity: int, own: StyleStats | None = None
@@ -235,22 +243,15 @@ def compute_losses(
     ``target`` is the teacher's relu4_1 target of every sample (``teacher_targets``); the decoder sees
     ``decoder_input`` (the same for the full model, the student's AdaIN for the fast one). The last
     ``identity`` samples get a pixel loss against their photo; ``style`` None skips the style loss.
-    ``margin``: the inputs were encoded with one (``features_with_margin``); only the crop is judged,
-    encoded with the same margin: the loss network's zero padding at the crop's edge would otherwise
-    disagree with the target there, and the decoder would learn to paint a frame to make up for it.
+    ``margin``: ``decoder_input`` was encoded with one (``features_with_margin``), so the decoder paints it
+    too; it is cropped off and the picture judged as without one.
     """
     styled = len(target) - identity
     output = decoder(decoder_input)
-    if margin:  # the picture, judged by what the encoder says of it with the margin inference gives it
+    if margin:
         height, width = content_pixels.shape[-2:]
         output = output[..., margin : margin + height, margin : margin + width]
-        output_features = {
-            layer: features[..., *picture_slices(margin, height, width, layer_stride(layer))].float()
-            for layer, features in encoder(padded_for_encoding(output, margin), ADAIN_STYLE_LAYERS).items()
-        }
-        target = target[..., *picture_slices(margin, height, width)]
-    else:
-        output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
+    output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
     zero = output.new_zeros((), dtype=torch.float32)
     losses = {
         "content": adain_content_loss(output_features[ENCODER_LAYER], target),
@@ -377,13 +378,13 @@ def validate(
     """
     decoder.eval()
     style = normalized_stats(encoder(val_style, ADAIN_STYLE_LAYERS))
-    content_features, own = (
-        features_with_margin(encoder, val_content, margin, amp)
-        if margin
-        else (encoder(val_content)[ENCODER_LAYER], None)
-    )
-    target = teacher_targets(content_features, style, identity=0, own=own)
-    decoder_input = target if student is None else student_inputs(student, val_content, val_style)
+    content_features = encoder(val_content)[ENCODER_LAYER]
+    target = teacher_targets(content_features, style, identity=0)
+    decoder_input = target
+    if student is not None:
+        decoder_input = student_inputs(student, val_content, val_style)
+    elif margin:
+        decoder_input = margin_inputs(encoder, val_content, style, 0, margin, amp)
     losses, styled = compute_losses(
         encoder, decoder, decoder_input, target, val_content, style, identity=0, margin=margin
     )
@@ -633,19 +634,17 @@ def decoder_batch(
     identity = args.batch_size if phase == "pretrain" else args.identity_samples
     c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
     s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
+    content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
     content_pixels = contents["pixels"][c_index].to(device).float().div(255)
-    own = None
-    if args.margin:  # the bank's features saw the crop alone; inference sees a margin around it
-        content_features, own = features_with_margin(encoder, content_pixels, args.margin, amp)
-    else:
-        content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
     style = (
         None
         if phase == "pretrain"
         else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
     )
-    target = teacher_targets(content_features, style, identity, own)
+    target = teacher_targets(content_features, style, identity)
     decoder_input = target
+    if args.margin:  # the bank saw the crop alone; at inference the decoder gets a margin around it
+        decoder_input = margin_inputs(encoder, content_pixels, style, identity, args.margin, amp)
     if student is not None:
         style_pixels = styles["pixels"][s_index].to(device).float().div(255)
         decoder_input = student_inputs(student, content_pixels, style_pixels)
