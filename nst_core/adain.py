@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -77,15 +77,6 @@ def padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
     return (2 * repeated - F.pad(image, margins, mode="reflect")).clamp(0, 1)
 
 
-def encoded_with_margin(
-    encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, border: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``encode`` (to relu4_1) of ``images`` mirrored outwards by ``border``, and the cells of the result
-    that see the picture: how the Stylizer encodes, and how training crops are encoded to match it."""
-    features = encode(padded_for_encoding(images, border))
-    return features, features[..., *picture_slices(border, *images.shape[-2:])]
-
-
 StyleRequest = tuple[torch.Tensor, Sequence[torch.Tensor], RenderOptions]  # content, styles, options
 
 
@@ -147,7 +138,8 @@ class Stylizer:
 
     def encode_with_margin(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """relu4_1 of ``images`` mirrored outwards by ``border_pad``, and its cells that see the picture."""
-        return encoded_with_margin(self.encode, images, self.border_pad)
+        features = self.encode(padded_for_encoding(images, self.border_pad))
+        return features, features[..., *picture_slices(self.border_pad, *images.shape[-2:])]
 
     def style_stats(self, style: torch.Tensor) -> StyleStats:
         """relu4_1 statistics of a style image, from the cache when these exact pixels were seen."""

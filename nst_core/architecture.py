@@ -75,11 +75,15 @@ def encoding_margins(height: int, width: int, border: int) -> tuple[int, int, in
     return border, border + (-padded_width % DOWNSAMPLING), border, border + (-padded_height % DOWNSAMPLING)
 
 
-def picture_slices(border: int, height: int, width: int) -> tuple[slice, slice]:
-    """(rows, columns) of the relu4_1 cells that see the picture rather than the mirrored margin around it."""
-    return tuple(
-        slice(border // DOWNSAMPLING, -(-(border + side) // DOWNSAMPLING)) for side in (height, width)
-    )
+def layer_stride(layer: str) -> int:
+    """Pixels per cell of ``layer``'s map: 2 for each pool before it."""
+    return 2 ** sum(name in POOL_AFTER for name in LAYER_NAMES[: LAYER_NAMES.index(layer)])
+
+
+def picture_slices(border: int, height: int, width: int, stride: int = DOWNSAMPLING) -> tuple[slice, slice]:
+    """(rows, columns) of the cells (relu4_1's unless ``stride`` says otherwise) that see the picture
+    rather than the mirrored margin around it."""
+    return tuple(slice(border // stride, -(-(border + side) // stride)) for side in (height, width))
 
 
 def can_mirror(height: int, width: int, margins: tuple[int, int, int, int]) -> bool:

@@ -50,10 +50,10 @@ from nst_core.adain import (
     StyleStats,
     adain,
     confined_to_picture,
-    encoded_with_margin,
     feature_stats,
+    padded_for_encoding,
 )
-from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH
+from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH, layer_stride, picture_slices
 from nst_core.decoder import Decoder, load_decoder, save_decoder, saved_step
 from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.images import IMAGE_SUFFIXES
@@ -156,11 +156,14 @@ def load_or_build_bank(
 
 def batch_style(styles, style_index, contents, identity_index, device) -> dict[str, StyleStats]:
     """Statistics to match: the artworks', then the identity samples' own."""
-    art, own = bank_stats(styles, style_index), bank_stats(contents, identity_index)
+    joined = joined_stats(bank_stats(styles, style_index), bank_stats(contents, identity_index))
+    return {layer: StyleStats(stats.mean.to(device), stats.std.to(device)) for layer, stats in joined.items()}
+
+
+def joined_stats(first: dict[str, StyleStats], then: dict[str, StyleStats]) -> dict[str, StyleStats]:
     return {
         layer: StyleStats(
-            torch.cat([art[layer].mean, own[layer].mean]).to(device),
-            torch.cat([art[layer].std, own[layer].std]).to(device),
+            torch.cat([first[layer].mean, then[layer].mean]), torch.cat([first[layer].std, then[layer].std])
         )
         for layer in ADAIN_STYLE_LAYERS
     }
@@ -173,27 +176,42 @@ def bank_stats(bank: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, 
     }
 
 
+def picture_features(
+    encoder, pixels: torch.Tensor, margin: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Every style layer's cells that see the picture, with ``pixels`` encoded behind a mirrored margin as
+    the Stylizer encodes (no zero padding next to the picture), and relu4_1's whole map."""
+    height, width = pixels.shape[-2:]
+    features = encoder(padded_for_encoding(pixels, margin), ADAIN_STYLE_LAYERS)
+    cells = {
+        layer: value[..., *picture_slices(margin, height, width, layer_stride(layer))].float()
+        for layer, value in features.items()
+    }
+    return cells, features[ENCODER_LAYER].float()
+
+
 @torch.no_grad()
-def features_with_margin(
-    encoder, pixels: torch.Tensor, margin: int, amp: bool
-) -> tuple[torch.Tensor, StyleStats]:
-    """relu4_1 of crops encoded as the Stylizer encodes a picture (mirrored outwards by ``margin``, the
-    margin kept within the crop's range), and the statistics of the cells that see the crop.
+def margin_batch(
+    encoder, content_pixels: torch.Tensor, style_pixels: torch.Tensor | None, margin: int, amp: bool
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, StyleStats] | None]:
+    """Decoder input, relu4_1 target and style statistics of a batch whose crops are all encoded as
+    inference encodes a picture: the first ``len(style_pixels)`` contents take those styles, the rest
+    are identity samples (None: all, with no style loss).
 
-    The decoder then learns on the inputs it gets at inference, where a crop's edge is a picture's edge.
+    Nothing the losses compare then sees the encoder's zero padding: with it, the style statistics of an
+    output depend on how its edge contrasts with black, and the decoder learns to paint a frame.
     """
-    with torch.autocast(pixels.device.type, dtype=torch.bfloat16, enabled=amp):
-        features, picture = encoded_with_margin(lambda x: encoder(x)[ENCODER_LAYER], pixels, margin)
-    return confined_to_picture(features.float(), picture.float())
-
-
-def margin_inputs(
-    encoder, pixels: torch.Tensor, style: dict[str, StyleStats] | None, identity: int, margin: int, amp: bool
-) -> torch.Tensor:
-    """The decoder's input as inference builds it for these crops: ``teacher_targets`` of their features
-    encoded with a margin. The loss still judges the crop against the bank's targets, as without one."""
-    features, own = features_with_margin(encoder, pixels, margin, amp)
-    return teacher_targets(features, style, identity, own)
+    styled = 0 if style_pixels is None else len(style_pixels)
+    with torch.autocast(content_pixels.device.type, dtype=torch.bfloat16, enabled=amp):
+        content_cells, content_map = picture_features(encoder, content_pixels, margin)
+        style_cells = picture_features(encoder, style_pixels, margin)[0] if styled else None
+    features, own = confined_to_picture(content_map, content_cells[ENCODER_LAYER])
+    style = None
+    if style_pixels is not None:
+        style = slice_stats(normalized_stats(content_cells), slice(styled, None))  # identity samples'
+        style = joined_stats(normalized_stats(style_cells), style) if style_cells is not None else style
+    decoder_input = teacher_targets(features, style, len(content_pixels) - styled, own)
+    return decoder_input, decoder_input[..., *picture_slices(margin, *content_pixels.shape[-2:])], style
 
 
 # ----------------------------------------------------------------------------- loss
@@ -202,7 +220,7 @@ def teacher_targets(
 ) -> torch.Tensor:
     """What the loss network should see in relu4_1 of the outputs: AdaIN targets, then the identity
     samples' own features. ``style`` holds every sample's style statistics (None: all identity);
-    ``own``: the contents' statistics when their maps include a margin (``features_with_margin``)."""
+    ``own``: the contents' statistics when their maps include a margin (``margin_batch``)."""
     content_features = content_features.float()
     styled = len(content_features) - identity
     if not styled:
@@ -243,15 +261,15 @@ def compute_losses(
     ``target`` is the teacher's relu4_1 target of every sample (``teacher_targets``); the decoder sees
     ``decoder_input`` (the same for the full model, the student's AdaIN for the fast one). The last
     ``identity`` samples get a pixel loss against their photo; ``style`` None skips the style loss.
-    ``margin``: ``decoder_input`` was encoded with one (``features_with_margin``), so the decoder paints it
-    too; it is cropped off and the picture judged as without one.
+    ``margin``: the batch was encoded with one (``margin_batch``); the decoder paints it too, and the
+    picture is cropped out and judged encoded as inference would encode it.
     """
     styled = len(target) - identity
-    output = decoder(decoder_input)
+    output = without_margin(decoder(decoder_input), margin, content_pixels)
     if margin:
-        height, width = content_pixels.shape[-2:]
-        output = output[..., margin : margin + height, margin : margin + width]
-    output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
+        output_features = picture_features(encoder, output, margin)[0]
+    else:
+        output_features = {k: v.float() for k, v in encoder(output, ADAIN_STYLE_LAYERS).items()}
     zero = output.new_zeros((), dtype=torch.float32)
     losses = {
         "content": adain_content_loss(output_features[ENCODER_LAYER], target),
@@ -259,6 +277,12 @@ def compute_losses(
         "pixel": F.mse_loss(output[styled:].float(), content_pixels[styled:]) if identity else zero,
     }
     return losses, output
+
+
+def without_margin(output: torch.Tensor, margin: int, picture: torch.Tensor) -> torch.Tensor:
+    """The decoded picture, the ``margin`` painted around it cut off (``picture``'s size)."""
+    height, width = picture.shape[-2:]
+    return output[..., margin : margin + height, margin : margin + width]
 
 
 def distill_loss(student, embedding, pixels: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
@@ -384,7 +408,7 @@ def validate(
     if student is not None:
         decoder_input = student_inputs(student, val_content, val_style)
     elif margin:
-        decoder_input = margin_inputs(encoder, val_content, style, 0, margin, amp)
+        decoder_input, target, style = margin_batch(encoder, val_content, val_style, margin, amp)
     losses, styled = compute_losses(
         encoder, decoder, decoder_input, target, val_content, style, identity=0, margin=margin
     )
@@ -634,25 +658,26 @@ def decoder_batch(
     identity = args.batch_size if phase == "pretrain" else args.identity_samples
     c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
     s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
-    content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
     content_pixels = contents["pixels"][c_index].to(device).float().div(255)
-    style = (
-        None
-        if phase == "pretrain"
-        else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
-    )
-    target = teacher_targets(content_features, style, identity)
-    decoder_input = target
-    if args.margin:  # the bank saw the crop alone; at inference the decoder gets a margin around it
-        decoder_input = margin_inputs(encoder, content_pixels, style, identity, args.margin, amp)
-    if student is not None:
-        style_pixels = styles["pixels"][s_index].to(device).float().div(255)
-        decoder_input = student_inputs(student, content_pixels, style_pixels)
+    style_pixels = styles["pixels"][s_index].to(device).float().div(255)
+    if args.margin:  # the bank saw crops alone; at inference the decoder gets a margin around a picture
+        styled_pixels = None if phase == "pretrain" else style_pixels
+        decoder_input, target, style = margin_batch(encoder, content_pixels, styled_pixels, args.margin, amp)
+    else:
+        content_features = contents[ENCODER_LAYER][c_index].to(device, memory_format=memory_format)
+        style = (
+            None
+            if phase == "pretrain"
+            else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
+        )
+        target = teacher_targets(content_features, style, identity)
+        decoder_input = target if student is None else student_inputs(student, content_pixels, style_pixels)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         if phase == "pretrain" and args.pretrain_loss == "pixels":
             # The photos back from their own features, judged without the loss network's forward and
             # backward pass, most of a step (6x the steps per minute for the fast model here).
-            return {"pixel": F.mse_loss(decoder(decoder_input).float(), content_pixels)}
+            output = without_margin(decoder(decoder_input), args.margin, content_pixels)
+            return {"pixel": F.mse_loss(output.float(), content_pixels)}
         losses, _ = compute_losses(
             encoder, decoder, decoder_input, target, content_pixels, style, identity, args.margin
         )
