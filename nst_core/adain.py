@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -11,7 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from nst_core.architecture import BORDER_PAD, ENCODER_LAYER, can_mirror, encoding_margins, picture_slices
+from nst_core.architecture import (
+    BORDER_PAD,
+    ENCODER_LAYER,
+    MARGIN_SMOOTHING,
+    can_mirror,
+    encoding_margins,
+    picture_slices,
+)
 from nst_core.color import color_inputs, color_output
 from nst_core.decoder import Decoder, load_decoder
 from nst_core.device import resolve_device
@@ -65,16 +73,47 @@ def confined_to_picture(features: torch.Tensor, picture: torch.Tensor) -> tuple[
 
 
 def padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
-    """The picture mirrored point-symmetrically outwards by ``encoding_margins`` (see ``BORDER_PAD``;
-    its edge repeated where it is too small to mirror)."""
+    """The picture mirrored outwards by ``encoding_margins`` (see ``BORDER_PAD``): its smooth part
+    point-symmetrically, its texture plainly (``MARGIN_SMOOTHING``); its edge repeated where it is
+    too small to mirror."""
     height, width = image.shape[-2:]
     margins = encoding_margins(height, width, border)
     if not any(margins):
         return image
-    repeated = F.pad(image, margins, mode="replicate")
     if not can_mirror(height, width, margins):
-        return repeated
-    return (2 * repeated - F.pad(image, margins, mode="reflect")).clamp(0, 1)
+        return F.pad(image, margins, mode="replicate")
+    smooth = _smooth_part(image, max(margins) + 1)
+    point_mirrored = 2 * F.pad(smooth, margins, mode="replicate") - F.pad(smooth, margins, mode="reflect")
+    padded = (F.pad(image - smooth, margins, mode="reflect") + point_mirrored).clamp(0, 1)
+    padded[..., margins[2] : margins[2] + height, margins[0] : margins[0] + width] = image
+    return padded
+
+
+def _smooth_part(image: torch.Tensor, band: int) -> torch.Tensor:
+    """The picture blurred, where the margin reads it: within ``band`` px of its edges (zero inside)."""
+    height, width = image.shape[-2:]
+    reach = band + math.ceil(3 * MARGIN_SMOOTHING)
+    if min(height, width) <= 2 * reach:
+        return _blurred(image)
+    smooth = torch.zeros_like(image)
+    smooth[..., :band, :] = _blurred(image[..., :reach, :])[..., :band, :]
+    smooth[..., -band:, :] = _blurred(image[..., -reach:, :])[..., -band:, :]
+    smooth[..., :band] = _blurred(image[..., :reach])[..., :band]
+    smooth[..., -band:] = _blurred(image[..., -reach:])[..., -band:]
+    return smooth
+
+
+def _blurred(image: torch.Tensor) -> torch.Tensor:
+    """A Gaussian blur that keeps a linear gradient exact up to the edges (it blurs the picture
+    point-mirrored by the kernel's radius), so the margin continues a gradient without a crease."""
+    radius = min(math.ceil(3 * MARGIN_SMOOTHING), min(image.shape[-2:]) - 1)  # tiny pictures: shorter
+    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+    taps = torch.exp(-(offsets**2) / (2 * MARGIN_SMOOTHING**2))
+    taps = (taps / taps.sum()).expand(image.shape[1], 1, -1)
+    margins = (radius,) * 4
+    extended = 2 * F.pad(image, margins, mode="replicate") - F.pad(image, margins, mode="reflect")
+    rows = F.conv2d(extended, taps[..., None, :], groups=image.shape[1])
+    return F.conv2d(rows, taps[..., :, None], groups=image.shape[1])
 
 
 StyleRequest = tuple[torch.Tensor, Sequence[torch.Tensor], RenderOptions]  # content, styles, options

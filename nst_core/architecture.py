@@ -43,6 +43,10 @@ DOWNSAMPLING = 8  # relu4_1 sits after three 2x2 pools
 # mirror is point-symmetric (2·edge - mirror image), which continues a gradient across the edge: a
 # plain mirror folds it into a crease that the encoder sees as a line and the decoder paints.
 BORDER_PAD = 32
+# Only the picture's smooth part (a Gaussian blur of this sigma, px) is mirrored point-symmetrically;
+# its texture is mirrored plainly. Point-mirroring the texture too repeats the edge row's noise
+# (2·edge) across the whole margin as streaks, which the decoder paints into the picture's edge.
+MARGIN_SMOOTHING = 5.0
 # Raw Caffe VGG activations at relu4_1 are large (their mean std over natural images and artworks
 # is ~600, see weights/README.md); dividing by it keeps the decoder's first layer in the range
 # PyTorch's default init and Adam's step size expect, so training starts well-conditioned.

@@ -10,6 +10,7 @@ mirrored outwards, the student's relu4_1, AdaIN with the mixed style statistics,
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from nst_core.architecture import (
     BGR_MEAN,
     BORDER_PAD,
     FEATURE_SCALE,
+    MARGIN_SMOOTHING,
     POOL_AFTER,
     STUDENT_LAYERS,
     STUDENT_PATH_ENV,
@@ -198,14 +200,44 @@ def _to_array(image: Image.Image) -> np.ndarray:
 
 
 def _mirrored(image: np.ndarray, border: int) -> np.ndarray:
-    """As ``nst_core.adain.padded_for_encoding``, point-mirrored (or edge-repeated)."""
+    """As ``nst_core.adain.padded_for_encoding``: the smooth part point-mirrored, the texture plainly."""
     height, width = image.shape[1:]
     left, right, top, bottom = margins = encoding_margins(height, width, border)
     widths = ((0, 0), (top, bottom), (left, right))
-    repeated = np.pad(image, widths, mode="edge")
     if not can_mirror(height, width, margins):
-        return repeated
-    return np.clip(2 * repeated - np.pad(image, widths, mode="reflect"), 0.0, 1.0)
+        return np.pad(image, widths, mode="edge")
+    smooth = _smooth_part(image, max(margins) + 1)
+    point_mirrored = 2 * np.pad(smooth, widths, mode="edge") - np.pad(smooth, widths, mode="reflect")
+    padded = np.clip(np.pad(image - smooth, widths, mode="reflect") + point_mirrored, 0.0, 1.0)
+    padded[:, top : top + height, left : left + width] = image
+    return padded
+
+
+def _smooth_part(image: np.ndarray, band: int) -> np.ndarray:
+    """As ``nst_core.adain._smooth_part``: blurred within ``band`` px of the edges."""
+    height, width = image.shape[1:]
+    reach = band + math.ceil(3 * MARGIN_SMOOTHING)
+    if min(height, width) <= 2 * reach:
+        return _blurred(image)
+    smooth = np.zeros_like(image)
+    smooth[:, :band, :] = _blurred(image[:, :reach, :])[:, :band, :]
+    smooth[:, -band:, :] = _blurred(image[:, -reach:, :])[:, -band:, :]
+    smooth[:, :, :band] = _blurred(image[:, :, :reach])[:, :, :band]
+    smooth[:, :, -band:] = _blurred(image[:, :, -reach:])[:, :, -band:]
+    return smooth
+
+
+def _blurred(image: np.ndarray) -> np.ndarray:
+    """As ``nst_core.adain._blurred``: a Gaussian blur exact for gradients up to the edges."""
+    radius = min(math.ceil(3 * MARGIN_SMOOTHING), min(image.shape[1:]) - 1)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float32)
+    taps = np.exp(-(offsets**2) / (2 * MARGIN_SMOOTHING**2))
+    taps /= taps.sum()
+    widths = ((0, 0), (radius, radius), (radius, radius))
+    extended = 2 * np.pad(image, widths, mode="edge") - np.pad(image, widths, mode="reflect")
+    height, width = image.shape[1:]
+    rows = sum(tap * extended[:, :, i : i + width] for i, tap in enumerate(taps))
+    return sum(tap * rows[:, i : i + height, :] for i, tap in enumerate(taps))
 
 
 def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
