@@ -49,7 +49,7 @@ demo: $(STAMP)
 train: $(STAMP)
 	$(BIN)/nst train --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/decoder --export runs/decoder/decoder.safetensors --resume --init weights/decoder.safetensors \
 		--steps 200000 --pretrain-steps 500 --crop 256 --crops-per-image 2 --batch-size 8 \
-		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 600 --checkpoint-minutes 10 --log-every 20
+		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 600 --average-decay 0.998 --checkpoint-minutes 10 --log-every 20
 
 # The fast model (nst_core/student.py): the student encoder is distilled first, then its decoder learns
 # with the full VGG-19 as the loss network, on the same recipe otherwise.
