@@ -19,8 +19,12 @@ With ``--pretrain-loss pixels`` it is judged by the pixels alone, skipping the l
 
 With ``--margin`` (the full model) each crop is encoded as the Stylizer encodes a picture: mirrored
 outwards, the margin's features kept within the crop's range, AdaIN by the crop's own statistics; the
-decoder paints the margin too and only the crop is judged. A crop's edge then looks to the decoder as
-a picture's edge does at inference, which is where a painted frame would come from.
+decoder paints the margin too, and only the crop is judged, encoded the same way (as are the style
+crops). A crop's edge then looks to the decoder as a picture's edge does at inference, and nothing the
+losses compare sees the encoder's zero padding. (Tried in short forks; not in ``make train`` yet.)
+
+With ``--average-decay`` what is validated and exported is an exponential moving average of the
+decoder's weights: the run's checkpoint-to-checkpoint noise, averaged out.
 
 The fast model (``--model fast``, ``nst_core.student``) trains with the same objective and data, after
 a first phase of its own (``--distill-steps``): the student encoder, pruned from VGG-19, learns to
