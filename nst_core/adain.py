@@ -89,6 +89,12 @@ def padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
     return padded
 
 
+def without_margin(decoded: torch.Tensor, border: int, picture: torch.Tensor) -> torch.Tensor:
+    """A decoding of ``padded_for_encoding(picture, border)`` with the margin cut off: ``picture``'s size."""
+    height, width = picture.shape[-2:]
+    return decoded[..., border : border + height, border : border + width]
+
+
 def _smooth_part(image: torch.Tensor, band: int) -> torch.Tensor:
     """The picture blurred, where the margin reads it: within ``band`` px of its edges (zero inside)."""
     height, width = image.shape[-2:]
@@ -244,7 +250,6 @@ class Stylizer:
         if len({tuple(item[1].shape) for item in prepared}) != 1:
             raise ValueError("a batch needs contents of one size")
         contents = torch.cat([item[1] for item in prepared])
-        border, (height, width) = self.border_pad, contents.shape[-2:]
         with torch.inference_mode():
             features, own = confined_to_picture(*self.encode_with_margin(contents))
             targets = [
@@ -257,7 +262,7 @@ class Stylizer:
                 )
                 for index, (_, _, styles, options) in enumerate(prepared)
             ]
-            outputs = self.decoder(torch.cat(targets))[..., border : border + height, border : border + width]
+            outputs = without_margin(self.decoder(torch.cat(targets)), self.border_pad, contents)
             outputs = outputs.clamp(0, 1).float().cpu()
         return [
             color_output(outputs[index : index + 1].contiguous(), content, options.preserve_color)

@@ -56,6 +56,7 @@ from nst_core.adain import (
     confined_to_picture,
     feature_stats,
     padded_for_encoding,
+    without_margin,
 )
 from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH, layer_stride, picture_slices
 from nst_core.decoder import Decoder, load_decoder, save_decoder, saved_step
@@ -283,12 +284,6 @@ def compute_losses(
     return losses, output
 
 
-def without_margin(output: torch.Tensor, margin: int, picture: torch.Tensor) -> torch.Tensor:
-    """The decoded picture, the ``margin`` painted around it cut off (``picture``'s size)."""
-    height, width = picture.shape[-2:]
-    return output[..., margin : margin + height, margin : margin + width]
-
-
 def distill_loss(student, embedding, pixels: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
     """Collaborative distillation's feature loss: the student's relu4_1, linearly embedded, against
     the teacher's, on relu4_1's normalised scale."""
@@ -406,13 +401,12 @@ def validate(
     """
     decoder.eval()
     style = normalized_stats(encoder(val_style, ADAIN_STYLE_LAYERS))
-    content_features = encoder(val_content)[ENCODER_LAYER]
-    target = teacher_targets(content_features, style, identity=0)
-    decoder_input = target
-    if student is not None:
-        decoder_input = student_inputs(student, val_content, val_style)
-    elif margin:
+    if margin:
         decoder_input, target, style = margin_batch(encoder, val_content, val_style, margin, amp)
+    else:
+        content_features = encoder(val_content)[ENCODER_LAYER]
+        target = teacher_targets(content_features, style, identity=0)
+        decoder_input = target if student is None else student_inputs(student, val_content, val_style)
     losses, styled = compute_losses(
         encoder, decoder, decoder_input, target, val_content, style, identity=0, margin=margin
     )
@@ -663,7 +657,9 @@ def decoder_batch(
     c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
     s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
     content_pixels = contents["pixels"][c_index].to(device).float().div(255)
-    style_pixels = styles["pixels"][s_index].to(device).float().div(255)
+    style_pixels = None  # the artworks' pixels, where their statistics are not the bank's
+    if args.margin or student is not None:
+        style_pixels = styles["pixels"][s_index].to(device).float().div(255)
     if args.margin:  # the bank saw crops alone; at inference the decoder gets a margin around a picture
         styled_pixels = None if phase == "pretrain" else style_pixels
         decoder_input, target, style = margin_batch(encoder, content_pixels, styled_pixels, args.margin, amp)
