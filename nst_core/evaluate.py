@@ -42,6 +42,7 @@ BAND, INSIDE, SEGMENT = 6, 12, 32  # border_step: the outermost band, the strip 
 # stretches of edge compared at a time (long enough to average out texture, short enough to see a
 # stripe along part of an edge), in pixels
 FRAMELESS = 9.0  # a photo whose own border_step is at most this has no frame (the issue's photos: 6.9)
+INTERIOR = 48  # border_step's control: the same measurement this many pixels inside the picture
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class EvalResult:
     photo_border_steps: list[float]  # border_step of each content photo, for reference
     border_excess: list[float]  # each result's border_step minus its photo's (photos may have frames)
     frameless_border_steps: list[float]  # border_step of the results of photos without a frame
+    frameless_interior_steps: list[float]  # the same results measured ``INTERIOR`` px inside
 
 
 def _quantize(image: torch.Tensor) -> torch.Tensor:
@@ -66,19 +68,23 @@ def psnr_db(output: torch.Tensor, reference: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def border_step(image: torch.Tensor) -> float:
+def border_step(image: torch.Tensor, inset: int = 0) -> float:
     """How much a picture's edge stands out: for each of the four edges, the mean absolute RGB
     difference (0-255) between the outermost ``BAND`` pixels and the ``INSIDE`` pixels next to them,
     compared stretch by stretch (``SEGMENT`` pixels, half overlapping) along the edge; the largest of
-    the four. A painted frame is a step there that the photo does not have."""
+    the four. A painted frame is a step there that the photo does not have.
+
+    ``inset`` takes the same measurement that many pixels inside the picture: its control, what
+    the picture's own texture and objects score where no frame can be."""
     pixels = image[0].float() * 255  # (3, H, W)
     edges = (pixels, pixels.flip(1), pixels.transpose(1, 2), pixels.transpose(1, 2).flip(1))
     steps = []
     for edge in edges:  # each turned so that its edge is the first rows: top, bottom, left, right
         segment = min(SEGMENT, edge.shape[-1])
+        inset = min(inset, max(0, edge.shape[1] - BAND - INSIDE))  # a small picture: as far in as fits
         stretches = {"kernel_size": segment, "stride": max(1, segment // 2)}
-        band = F.avg_pool1d(edge[:, :BAND].mean(1).unsqueeze(0), **stretches)
-        inside = F.avg_pool1d(edge[:, BAND : BAND + INSIDE].mean(1).unsqueeze(0), **stretches)
+        band = F.avg_pool1d(edge[:, inset : inset + BAND].mean(1).unsqueeze(0), **stretches)
+        inside = F.avg_pool1d(edge[:, inset + BAND : inset + BAND + INSIDE].mean(1).unsqueeze(0), **stretches)
         steps.append(float((band - inside).abs().mean()))
     return max(steps)
 
@@ -126,7 +132,7 @@ def evaluate(
     for col, style in enumerate(style_images, start=1):
         grid.paste(ImageOps.fit(style, cell), (col * size, 0))
     sums = {alpha: [0.0, 0.0] for alpha in ALPHAS}
-    psnrs, borders, photo_borders, excess, frameless = [], [], [], [], []
+    psnrs, borders, photo_borders, excess, frameless, interior = [], [], [], [], [], []
     for row, content_path in enumerate(contents, start=1):
         content_image = fit_max_side(load_image(content_path), size)
         grid.paste(ImageOps.fit(content_image, cell), (0, row * size))
@@ -145,6 +151,7 @@ def evaluate(
                     excess.append(borders[-1] - photo_borders[-1])
                     if photo_borders[-1] <= FRAMELESS:
                         frameless.append(borders[-1])
+                        interior.append(border_step(output, INTERIOR))
                     grid.paste(ImageOps.fit(to_pil(output), cell), (col * size, row * size))
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(grid_path)
@@ -158,6 +165,7 @@ def evaluate(
         photo_borders,
         excess,
         frameless,
+        interior,
     )
 
 
@@ -201,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         f"results over their photo mean {mean(excess):+.1f}, max {max(excess):+.1f}"
     )
     if frameless := result.frameless_border_steps:
+        interior = result.frameless_interior_steps
         print(
             f"results of photos without a frame of their own (photo step <= {FRAMELESS:g}): "
-            f"{len(frameless)} results, mean {mean(frameless):.1f}, max {max(frameless):.1f}"
+            f"{len(frameless)} results, mean {mean(frameless):.1f}, max {max(frameless):.1f}; "
+            f"the same step {INTERIOR} px inside them (no frame there): "
+            f"mean {mean(interior):.1f}, max {max(interior):.1f}"
         )
     for alpha in ALPHAS:
         print(

@@ -8,7 +8,7 @@ import torch
 
 from nst_core.adain import confined_to_picture, padded_for_encoding
 from nst_core.architecture import BORDER_PAD, DOWNSAMPLING, picture_slices
-from nst_core.evaluate import BAND, border_step
+from nst_core.evaluate import BAND, INSIDE, INTERIOR, border_step
 from nst_core.evaluate import main as eval_main
 from nst_core.tensors import to_pil
 
@@ -29,6 +29,20 @@ def test_a_frame_stands_out_and_a_smooth_picture_does_not():
     assert border_step(photo) < 9  # the issue's goal for results; photos measure ~7
     assert border_step(framed) > 60
     assert border_step(framed) == pytest.approx(border_step(framed.flip(-1)))  # any edge counts the same
+
+
+def test_the_interior_control_sees_a_stripe_inside_and_not_the_frame():
+    """The control measures the picture's own content away from the edge: a stripe there counts, a
+    frame does not; a picture too small for the inset is measured as far in as it fits."""
+    photo = smooth_picture(160, 160)
+    framed, striped = photo.clone(), photo.clone()
+    framed[..., :BAND, :] = 1.0
+    striped[..., INTERIOR : INTERIOR + BAND, :] = 1.0
+    assert border_step(framed, INTERIOR) < 9 < 60 < border_step(framed)
+    assert border_step(striped) < 9 < 60 < border_step(striped, INTERIOR)
+    small = smooth_picture(BAND + INSIDE + 4, 80)  # 4 rows to spare: the inset becomes 4
+    small[..., 4 : 4 + BAND, :] = 1.0
+    assert border_step(small, INTERIOR) > 60
 
 
 @pytest.mark.parametrize("size", [(64, 80), (37, 51), (9, 5), (1, 1)])
@@ -118,3 +132,4 @@ def test_eval_reports_the_frame_of_results_whose_photo_has_none(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "2 pairs" in printed
     assert "results of photos without a frame of their own (photo step <= 9): 1 results" in printed
+    assert f"the same step {INTERIOR} px inside them" in printed
