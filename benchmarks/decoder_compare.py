@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageOps
 from benchmarks.machine import describe_cpu
 from nst_core.adain import Stylizer
 from nst_core.device import use_all_cpu_cores
-from nst_core.evaluate import FRAMELESS, border_step, distances, images_in, psnr_db
+from nst_core.evaluate import FRAMELESS, INTERIOR, border_step, distances, images_in, psnr_db
 from nst_core.images import fit_max_side, load_image
 from nst_core.tensors import to_pil, to_tensor
 from nst_core.vgg import get_encoder
@@ -60,16 +60,21 @@ def border_check(stylizers: list[Stylizer], photos: list[torch.Tensor]) -> None:
     pairs = [(photo, artworks[i % len(artworks)]) for i, photo in enumerate(photos)]
     photo_steps = [border_step(photo) for photo in photos]
     for number, stylizer in enumerate(stylizers, start=1):
-        steps = [border_step(stylizer.stylize(photo, [artwork])) for photo, artwork in pairs]
-        excess = [step - own for step, own in zip(steps, photo_steps, strict=True)]
-        frameless = [step for step, own in zip(steps, photo_steps, strict=True) if own <= FRAMELESS]
+        results = [stylizer.stylize(photo, [artwork]) for photo, artwork in pairs]
+        excess = [border_step(result) - own for result, own in zip(results, photo_steps, strict=True)]
+        frameless = [result for result, own in zip(results, photo_steps, strict=True) if own <= FRAMELESS]
         print(
-            f"#{number} border over {len(pairs)} held-out photos: over its photo mean {mean(excess):+.1f}, "
-            f"max {max(excess):+.1f}; the {len(frameless)} photos without a frame (step <= {FRAMELESS:g}): "
-            f"results mean {mean(frameless) if frameless else float('nan'):.1f}, "
-            f"max {max(frameless, default=float('nan')):.1f}",
+            f"#{number} border over {len(pairs)} held-out photos: "
+            f"over its photo {mean_and_max(excess, '+')}; "
+            f"the {len(frameless)} photos without a frame (step <= {FRAMELESS:g}): results "
+            f"{mean_and_max([border_step(r) for r in frameless])}, {INTERIOR} px inside them "
+            f"{mean_and_max([border_step(r, INTERIOR) for r in frameless])}",
             flush=True,
         )
+
+
+def mean_and_max(values: list[float], sign: str = "") -> str:
+    return f"mean {mean(values):{sign}.1f}, max {max(values):{sign}.1f}" if values else "none"
 
 
 @torch.no_grad()
