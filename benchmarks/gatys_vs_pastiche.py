@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
+from benchmarks.datasets import DATASETS
 from benchmarks.machine import describe_cpu
 from nst_core.device import use_all_cpu_cores
 from nst_core.gatys import GatysConfig, GatysOptimizer
@@ -33,7 +34,7 @@ from nst_core.tensors import to_tensor
 from nst_core.vgg import get_encoder
 from testkit.pictures import sample_image
 
-DEFAULT_STYLE = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "style" / "s01058.jpg"
+DEFAULT_STYLE = DATASETS / "style" / "s01058.jpg"
 
 
 def prepare_inputs(style_path: Path, size: int, out: Path) -> tuple[Path, Path]:
