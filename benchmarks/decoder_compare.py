@@ -25,7 +25,7 @@ from benchmarks.datasets import held_out_files
 from benchmarks.machine import describe_cpu
 from nst_core.adain import Stylizer
 from nst_core.device import use_all_cpu_cores
-from nst_core.evaluate import FRAMELESS, INTERIOR, border_step, distances, psnr_db
+from nst_core.evaluate import FRAMELESS, INTERIOR, PairJudge, border_step, psnr_db
 from nst_core.images import fit_max_side, load_image
 from nst_core.tensors import to_pil, to_tensor
 from nst_core.vgg import get_encoder
@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         for row, (content_image, style_image) in zip(rows, pairs, strict=True):
             content, style = at_long_side(content_image, size), at_long_side(style_image, size)
             photo_border = border_step(content)
+            pair = PairJudge(judge, content, style)
             for number, (stylizer, score) in enumerate(zip(stylizers, scores, strict=True), start=1):
                 output = stylizer.stylize(content, [style])
-                score.append((*distances(judge, content, style, output), border_step(output) - photo_border))
+                score.append((*pair.distances(output), border_step(output) - photo_border))
                 row.append(labelled(to_pil(output), f"#{number} at {size} px"))
         for number, score in enumerate(scores, start=1):
             content_losses, style_losses, borders = zip(*score, strict=True)

@@ -31,7 +31,7 @@ import torch
 from benchmarks.datasets import held_out_files
 from benchmarks.machine import describe_cpu
 from nst_core.device import use_all_cpu_cores
-from nst_core.evaluate import distances
+from nst_core.evaluate import PairJudge
 from nst_core.images import fit_max_side, load_image
 from nst_core.options import EngineSpec
 from nst_core.pipeline import Engine
@@ -156,9 +156,10 @@ def main() -> None:
     for index, (content, style) in enumerate(pairs):
         content_t = to_tensor(fit_max_side(load_image(content), args.size))
         style_t = to_tensor(fit_max_side(load_image(style), args.size))
+        pair = PairJudge(judge, content_t, style_t)
         for tool in tools:
             output = to_tensor(load_image(args.out / f"{tool}_{index}.png"))
-            quality[tool].append(distances(judge, content_t, style_t, output))
+            quality[tool].append(pair.distances(output))
 
     print("| | peer | full | fast | fast / peer | fast / full |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")

@@ -89,22 +89,29 @@ def border_step(image: torch.Tensor, inset: int = 0) -> float:
     return max(steps)
 
 
-@torch.inference_mode()
-def distances(
-    judge: VGGEncoder, content: torch.Tensor, style: torch.Tensor, output: torch.Tensor, alpha: float = 1.0
-):
-    """(L_c, L_s) of ``output`` as the full VGG-19 ``judge`` sees it, whatever network painted it.
+class PairJudge:
+    """One content × style pair as the full VGG-19 ``judge`` sees it, encoded once for every output
+    judged against it (each decoder, each alpha)."""
 
-    L_c: relu4_1 of the output against (1-a)·f(c) + a·AdaIN(f(c), f(s)) in the judge's features;
-    L_s: channel means and stds at relu1_1…relu4_1 against the style's (``nst_core.losses``).
-    """
-    content_features = judge(content)[ENCODER_LAYER]
-    style_features = judge(style, ADAIN_STYLE_LAYERS)
-    target = adain(content_features, feature_stats(style_features[ENCODER_LAYER]))
-    target = alpha * target + (1.0 - alpha) * content_features
-    output_features = judge(output, ADAIN_STYLE_LAYERS)
-    content_loss = adain_content_loss(output_features[ENCODER_LAYER], target)
-    return float(content_loss), float(adain_style_loss(output_features, normalized_stats(style_features)))
+    @torch.inference_mode()
+    def __init__(self, judge: VGGEncoder, content: torch.Tensor, style: torch.Tensor):
+        self.judge = judge
+        self.content_features = judge(content)[ENCODER_LAYER]
+        style_features = judge(style, ADAIN_STYLE_LAYERS)
+        self.stylized_features = adain(self.content_features, feature_stats(style_features[ENCODER_LAYER]))
+        self.style_stats = normalized_stats(style_features)
+
+    @torch.inference_mode()
+    def distances(self, output: torch.Tensor, alpha: float = 1.0) -> tuple[float, float]:
+        """(L_c, L_s) of ``output``, whatever network painted it.
+
+        L_c: relu4_1 of the output against (1-a)·f(c) + a·AdaIN(f(c), f(s)) in the judge's features;
+        L_s: channel means and stds at relu1_1…relu4_1 against the style's (``nst_core.losses``).
+        """
+        target = alpha * self.stylized_features + (1.0 - alpha) * self.content_features
+        output_features = self.judge(output, ADAIN_STYLE_LAYERS)
+        content_loss = adain_content_loss(output_features[ENCODER_LAYER], target)
+        return float(content_loss), float(adain_style_loss(output_features, self.style_stats))
 
 
 def images_in(folder: Path, split: str | None, limit: int) -> list[Path]:
@@ -141,9 +148,10 @@ def evaluate(
         psnrs.append(psnr_db(stylizer.stylize(content, [content]), content))
         for col, style_image in enumerate(style_images, start=1):
             style = to_tensor(style_image)
+            pair = PairJudge(judge, content, style)
             for alpha in ALPHAS:
                 output = stylizer.stylize(content, [style], RenderOptions(alpha=alpha))
-                content_loss, style_loss = distances(judge, content, style, output, alpha)
+                content_loss, style_loss = pair.distances(output, alpha)
                 sums[alpha][0] += content_loss
                 sums[alpha][1] += style_loss
                 if alpha == 1.0:

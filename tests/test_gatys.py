@@ -183,8 +183,11 @@ def test_the_forecast_follows_the_pace_after_the_warm_up(monkeypatch):
 
 
 def test_a_plan_that_would_outlast_the_budget_gets_fewer_evaluations_and_runs_every_level(
-    encoder, content, style
+    encoder, content, style, monkeypatch
 ):
+    """The plan alone keeps within the budget: the wall clock is frozen here (``test_time_budget``
+    covers the deadline), so a busy machine cannot stop the run early."""
+    monkeypatch.setattr("nst_core.gatys.time.monotonic", lambda: 0.0)
     slow = EvaluationCost(fixed_s=1.0, per_megapixel_s=0.0)  # 100 evaluations: 100 s
     config = GatysConfig(steps=100, time_budget_s=10.0)
     assert affordable_steps(tuple(content.shape[-2:]), config, slow) == 8  # 80 % of the budget
