@@ -81,10 +81,10 @@ def border_step(image: torch.Tensor, inset: int = 0) -> float:
     steps = []
     for edge in edges:  # each turned so that its edge is the first rows: top, bottom, left, right
         segment = min(SEGMENT, edge.shape[-1])
-        inset = min(inset, max(0, edge.shape[1] - BAND - INSIDE))  # a small picture: as far in as fits
+        depth = min(inset, max(0, edge.shape[1] - BAND - INSIDE))  # a small picture: as far in as fits
         stretches = {"kernel_size": segment, "stride": max(1, segment // 2)}
-        band = F.avg_pool1d(edge[:, inset : inset + BAND].mean(1).unsqueeze(0), **stretches)
-        inside = F.avg_pool1d(edge[:, inset + BAND : inset + BAND + INSIDE].mean(1).unsqueeze(0), **stretches)
+        band = F.avg_pool1d(edge[:, depth : depth + BAND].mean(1).unsqueeze(0), **stretches)
+        inside = F.avg_pool1d(edge[:, depth + BAND : depth + BAND + INSIDE].mean(1).unsqueeze(0), **stretches)
         steps.append(float((band - inside).abs().mean()))
     return max(steps)
 

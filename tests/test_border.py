@@ -43,6 +43,9 @@ def test_the_interior_control_sees_a_stripe_inside_and_not_the_frame():
     small = smooth_picture(BAND + INSIDE + 4, 80)  # 4 rows to spare: the inset becomes 4
     small[..., 4 : 4 + BAND, :] = 1.0
     assert border_step(small, INTERIOR) > 60
+    wide = smooth_picture(BAND + INSIDE + 4, 160)  # short edges clipped, long edges still 48 px in
+    wide[..., INTERIOR : INTERIOR + BAND] = 1.0
+    assert border_step(wide, INTERIOR) > 60
 
 
 @pytest.mark.parametrize("size", [(64, 80), (37, 51), (9, 5), (1, 1)])
