@@ -61,14 +61,15 @@ def border_check(stylizers: list[Stylizer], photos: list[torch.Tensor]) -> None:
     photo_steps = [border_step(photo) for photo in photos]
     for number, stylizer in enumerate(stylizers, start=1):
         results = [stylizer.stylize(photo, [artwork]) for photo, artwork in pairs]
-        excess = [border_step(result) - own for result, own in zip(results, photo_steps, strict=True)]
-        frameless = [result for result, own in zip(results, photo_steps, strict=True) if own <= FRAMELESS]
+        steps = [border_step(result) for result in results]
+        excess = [step - own for step, own in zip(steps, photo_steps, strict=True)]
+        frameless = [i for i, own in enumerate(photo_steps) if own <= FRAMELESS]
         print(
             f"#{number} border over {len(pairs)} held-out photos: "
             f"over its photo {mean_and_max(excess, '+')}; "
             f"the {len(frameless)} photos without a frame (step <= {FRAMELESS:g}): results "
-            f"{mean_and_max([border_step(r) for r in frameless])}, {INTERIOR} px inside them "
-            f"{mean_and_max([border_step(r, INTERIOR) for r in frameless])}",
+            f"{mean_and_max([steps[i] for i in frameless])}, {INTERIOR} px inside them "
+            f"{mean_and_max([border_step(results[i], INTERIOR) for i in frameless])}",
             flush=True,
         )
 
