@@ -55,8 +55,8 @@ train: $(STAMP)
 # with the full VGG-19 as the loss network, on the same recipe otherwise.
 train-fast: $(STAMP)
 	$(BIN)/nst train --model fast --content-dir $(DATA)/content --style-dir $(DATA)/style --out runs/student --export runs/student/student.safetensors --resume --init weights/student.safetensors \
-		--steps 200000 --distill-steps 10000 --pretrain-steps 3000 --pretrain-loss pixels --crop 256 --crops-per-image 1 --batch-size 8 \
-		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --checkpoint-minutes 10 --log-every 20
+		--steps 200000 --distill-steps 10000 --pretrain-steps 3000 --pretrain-loss pixels --crop 256 --crops-per-image 2 --batch-size 8 \
+		--lr 2e-4 --lr-decay 1e-4 --identity-samples 2 --pixel-weight 200 --average-decay 0.998 --checkpoint-minutes 10 --log-every 20
 
 bench-adain: $(STAMP)
 	$(BIN)/python -m benchmarks.adain_speed
