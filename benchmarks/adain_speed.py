@@ -17,6 +17,7 @@ import torch
 from benchmarks.machine import describe_cpu
 from nst_core.device import resolve_device, use_all_cpu_cores
 from nst_core.flops import conv_gflop
+from nst_core.memory import keep_freed_memory
 from nst_core.options import EngineSpec
 from nst_core.pipeline import Engine
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=("full", "fast"), default=["full", "fast"])
     args = parser.parse_args()
     use_all_cpu_cores()
+    keep_freed_memory()  # as the bot's render workers do
     device = resolve_device(args.device)
     engine = Engine.load(EngineSpec(device=str(device)))
     peak = sgemm_gflops()

@@ -33,6 +33,7 @@ from benchmarks.machine import describe_cpu
 from nst_core.device import use_all_cpu_cores
 from nst_core.evaluate import PairJudge
 from nst_core.images import fit_max_side, load_image
+from nst_core.memory import keep_freed_memory
 from nst_core.options import EngineSpec
 from nst_core.pipeline import Engine
 from nst_core.tensors import to_tensor
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "fast_vs_peer")
     args = parser.parse_args()
     use_all_cpu_cores()
+    keep_freed_memory()  # as the bot's render workers do
     args.out.mkdir(parents=True, exist_ok=True)
     python = peer_python()
     pairs = held_out_pairs(args.pairs)

@@ -45,6 +45,7 @@ from nst_core.cpu import usable_cpu_cores
 from nst_core.device import resolve_device
 from nst_core.errors import ModelFileError
 from nst_core.images import ImageLimits, encode_image
+from nst_core.memory import keep_freed_memory
 from nst_core.options import RenderOptions
 
 logger = logging.getLogger(__name__)
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"device": args.device} if args.device else {}
     settings = Settings(**overrides)
     configure_logging(settings)
+    keep_freed_memory()
     if settings.device == "cpu" or not torch.cuda.is_available():
         torch.set_num_threads(usable_cpu_cores())
     try:

@@ -32,6 +32,7 @@ from bot.messages import Advanced, Failed, Finished, Ready, Started, Unable
 from nst_core.control import CancelToken, Progress, ProgressCallback
 from nst_core.errors import ImageError
 from nst_core.images import ImageLimits, decode_image, encode_image
+from nst_core.memory import keep_freed_memory
 from nst_core.options import EngineSpec
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ def worker_main(jobs: Connection, control: Connection, events: Connection, confi
     """Entry point of the child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    keep_freed_memory()
     import torch
 
     threads = config.get("threads")
