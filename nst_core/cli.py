@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from nst_core.control import Progress
 from nst_core.errors import NSTError, OptionsError
-from nst_core.memory import keep_freed_memory
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -170,7 +169,6 @@ def render_with_torch(args: argparse.Namespace, options, content, styles):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    keep_freed_memory()
     # train/eval own their flags; argparse's REMAINDER cannot pass on a leading "--option".
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     try:

@@ -6,8 +6,13 @@ page-faulted in and zeroed anew, in every render: measured on a Xeon, 18k page f
 warm 512-px render of the fast model and 81k (317 MB) of the full one, 127k (496 MB) when the render
 runs on a worker thread as in the bot; each fault costs more when the kernel must first reclaim page
 cache. ONNX Runtime keeps an arena and pays none of this. Raising the mmap and trim thresholds makes
-freed blocks reusable: no faults in a warm render, for a resident set that stays near its high-water
-mark (over 40 renders of mixed sizes +50 MB for the fast model, +230 MB for the full one, then flat).
+freed blocks reusable, and one arena for all threads keeps them reusable on worker threads too (a
+thread's own arena is a 64 MiB mapping; larger blocks bypass it: 52k faults per warm full render on
+a worker thread with 2 torch threads when only the thresholds are raised). Then a warm render takes
+no faults, for a resident set that stays near its high-water mark (over 40 renders of mixed sizes
++50 MB for the fast model, +230 MB for the full one, then flat). ``benchmarks/malloc_reuse`` measures it.
+The bot's render workers use it; the one-shot ``nst`` command does not: a single full-model render
+came out ~6 % faster but peaked ~200 MB higher, as blocks the heap kept fit later requests badly.
 """
 
 from __future__ import annotations
@@ -15,15 +20,18 @@ from __future__ import annotations
 import ctypes
 import platform
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 1 << 30  # blocks smaller than this come from the heap and are reused once freed
 TRIM_THRESHOLD = 2**31 - 1  # never give the heap's free top back to the kernel
+ARENAS = 1  # every thread allocates from the main heap (renders allocate rarely: no contention to speak of)
 
 
 def keep_freed_memory() -> bool:
     """Make this process's malloc keep freed blocks for reuse; call it where a process that renders
-    starts. False where malloc is not glibc's (musl, macOS, Windows), which is then left as it is."""
+    starts, before it starts threads. False where malloc is not glibc's (musl, macOS, Windows), which
+    is then left as it is."""
     if platform.libc_ver()[0] != "glibc":
         return False
     mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    settings = ((M_ARENA_MAX, ARENAS), (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return all([bool(mallopt(parameter, value)) for parameter, value in settings])

@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 
 PROBE = """
-import ctypes, resource, sys
+import ctypes, resource, sys, threading
 {setup}
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
@@ -25,16 +25,21 @@ def touch_and_free(size=64 << 20):  # above glibc's largest automatic mmap thres
     ctypes.memset(block, 1, size)
     libc.free(block)
 
-touch_and_free()
+def on_a_thread(work):  # as the bot renders
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+
+on_a_thread(touch_and_free)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(6):
-    touch_and_free()
+    on_a_thread(touch_and_free)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
 def page_faults(setup: str) -> int:
-    """Page faults of six 64 MiB blocks touched and freed in turn, after ``setup`` ran."""
+    """Page faults of six 64 MiB blocks touched and freed in turn on threads, after ``setup`` ran."""
     probe = subprocess.run(
         [sys.executable, "-c", PROBE.format(setup=setup)], capture_output=True, text=True, check=True
     )
@@ -48,6 +53,12 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
     assert kept * 10 < default
 
 
-def test_the_nst_command_keeps_freed_memory_before_it_does_anything():
-    setup = "from nst_core.cli import main\ntry:\n    main([])\nexcept SystemExit:\n    pass"
+def test_a_render_worker_process_keeps_freed_memory_from_its_start():
+    setup = (
+        "from multiprocessing import Pipe\n"
+        "from bot.worker import worker_main\n"
+        "(jobs, _), (control, _), (reports, events) = Pipe(), Pipe(), Pipe(duplex=False)\n"
+        "worker_main(jobs, control, events, {'engine_factory': 'no.such.module:engine', 'engine': None})\n"
+        "assert 'No module' in reports.recv().reason"
+    )  # the worker cannot load this engine: it reports so and returns, as a pool's worker would
     assert page_faults(setup) * 10 < page_faults("")
