@@ -3,7 +3,8 @@
     python -m benchmarks.adain_speed [--repeats 5] [--device cpu]
 
 The FLOP floor is the convolution work (2·Cin·Cout·9·Hout·Wout per conv, counted with hooks)
-divided by the sgemm rate measured in the same run (torch matmul 4096²).
+divided by the float32 sgemm rate measured in the same run (torch matmul 4096²). Where the device
+runs bfloat16 natively (what the engine then uses), each model is timed in float32 and in bf16.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import torch
 
 from benchmarks.machine import describe_cpu
-from nst_core.device import resolve_device, use_all_cpu_cores
+from nst_core.device import bf16_is_fast, resolve_device, use_all_cpu_cores
 from nst_core.flops import conv_gflop
 from nst_core.memory import keep_freed_memory
 from nst_core.options import EngineSpec
@@ -57,10 +58,16 @@ def main() -> None:
         f"torch {torch.__version__}, device {device}"
     )
     print(f"sgemm peak (4096² matmul): {peak:.0f} GFLOP/s\n")
-    print("| model | size | style | latency (s) | GFLOP | GFLOP/s | FLOP floor (s) | latency / floor |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for model, size in ((model, size) for model in args.models for size in args.sizes):
+    columns = ("model", "precision", "size", "style", "latency (s)", "GFLOP", "GFLOP/s", "FLOP floor (s)")
+    print(f"| {' | '.join(columns)} | latency / floor |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    precisions = ("float32", "bf16") if bf16_is_fast(device) else ("float32",)
+    runs = (
+        (model, precision, size) for model in args.models for precision in precisions for size in args.sizes
+    )
+    for model, precision, size in runs:
         stylizer = engine.stylizer(model)
+        stylizer.bf16 = precision == "bf16"
         torch.manual_seed(0)
         content, style = torch.rand(1, 3, size, size), torch.rand(1, 3, size, size)
         cached_gflop, style_gflop = conv_gflop(stylizer, content, style)
@@ -79,8 +86,8 @@ def main() -> None:
             latency = median_latency(fn, args.repeats)
             floor = gflop / peak
             print(
-                f"| {model} | {size}² | {label} | {latency:.2f} | {gflop:.0f} | {gflop / latency:.0f} "
-                f"| {floor:.2f} | {latency / floor:.2f}× |"
+                f"| {model} | {precision} | {size}² | {label} | {latency:.2f} | {gflop:.0f} "
+                f"| {gflop / latency:.0f} | {floor:.2f} | {latency / floor:.2f}× |"
             )
 
 

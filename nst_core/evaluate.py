@@ -199,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"error: folder not found: {folder}")
             return 2
+    # In float32 on every machine, so that numbers from CPUs with and without bf16 compare.
     if args.model == "fast":
-        stylizer = Stylizer.load_fast(args.device, args.student)
+        stylizer = Stylizer.load_fast(args.device, args.student, bf16=False)
     else:
-        stylizer = Stylizer.load(args.device, decoder_path=args.decoder)
+        stylizer = Stylizer.load(args.device, decoder_path=args.decoder, bf16=False)
     stylizer.border_pad = args.border_pad
     contents = images_in(args.content_dir, args.split, args.limit)
     styles = images_in(args.style_dir, args.split, args.limit)

@@ -4,8 +4,11 @@ import torch
 from nst_core.adain import Stylizer, adain, feature_stats
 from nst_core.color import rgb_to_ycbcr
 from nst_core.decoder import load_decoder
+from nst_core.device import bf16_is_fast
 from nst_core.errors import OptionsError
+from nst_core.evaluate import psnr_db
 from nst_core.options import RenderOptions
+from nst_core.student import load_student
 
 
 @pytest.fixture(params=["full", "fast"])
@@ -164,3 +167,13 @@ def test_a_batch_gives_each_request_what_it_would_get_alone(stylizer, content, s
         assert output.shape == image.shape
         assert torch.allclose(output, stylizer.stylize(image, styles, options), atol=1e-5)
     assert not torch.allclose(batched[0], batched[1], atol=1e-3)  # each kept its own content and options
+
+
+def test_bf16_where_it_is_native_paints_what_float32_paints(content, style):
+    """The trained fast model (cheap even where bf16 is emulated): the same picture to the eye."""
+    encoder, decoder = load_student()
+    assert Stylizer(encoder, decoder, torch.device("cpu")).bf16 is bf16_is_fast(torch.device("cpu"))
+    float32, bf16 = (Stylizer(encoder, decoder, torch.device("cpu"), bf16=flag) for flag in (False, True))
+    reference, ours = float32.stylize(content, [style]), bf16.stylize(content, [style])
+    assert ours.dtype == torch.float32 and ours.shape == reference.shape == content.shape
+    assert 35 < psnr_db(ours, reference) < float("inf")  # close, and bf16 did run

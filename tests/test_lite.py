@@ -18,8 +18,10 @@ from testkit.pictures import sample_image
 
 @pytest.fixture(scope="module")
 def both(student_file):
-    """The same weights file in both runtimes."""
-    return LiteStudent.load(student_file), Stylizer(*load_student(student_file), torch.device("cpu"))
+    """The same weights file in both runtimes, both in float32."""
+    return LiteStudent.load(student_file), Stylizer(
+        *load_student(student_file), torch.device("cpu"), bf16=False
+    )
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
-from nst_core.adain import confined_to_picture, feature_stats
+from nst_core.adain import Stylizer, confined_to_picture, feature_stats
 from nst_core.architecture import BORDER_PAD, ENCODER_LAYER, STUDENT_WIDTH, picture_slices
 from nst_core.decoder import Decoder, save_decoder
 from nst_core.errors import ModelFileError
@@ -249,6 +249,9 @@ def test_identity_samples_decode_their_own_features_with_a_pixel_loss(encoder):
 
 
 def test_margin_training_encodes_crops_as_inference_encodes_pictures(stylizer):
+    stylizer = Stylizer(
+        stylizer.encoder, stylizer.decoder, stylizer.device, bf16=False
+    )  # as training (amp off)
     crops = torch.rand(2, 3, 48, 48)
     decoder_input, target, style = margin_batch(stylizer.encoder, crops, None, BORDER_PAD, amp=False)
     expected, _ = confined_to_picture(*stylizer.encode_with_margin(crops))
