@@ -1,18 +1,17 @@
 """Keep the memory a render frees for the next one instead of handing it back to the kernel.
 
-Why: glibc's malloc serves large blocks (over 128 KiB, or over what it last freed, up to 32 MiB)
-with fresh mappings and unmaps them when they are freed, so every layer's activations are
-page-faulted in and zeroed anew, in every render: measured on a Xeon, 18k page faults (70 MB) per
-warm 512-px render of the fast model and 81k (317 MB) of the full one, 127k (496 MB) when the render
-runs on a worker thread as in the bot; each fault costs more when the kernel must first reclaim page
-cache. ONNX Runtime keeps an arena and pays none of this. Raising the mmap and trim thresholds makes
-freed blocks reusable, and one arena for all threads keeps them reusable on worker threads too (a
-thread's own arena is a 64 MiB mapping; larger blocks bypass it: 52k faults per warm full render on
-a worker thread with 2 torch threads when only the thresholds are raised). Then a warm render takes
-no faults, for a resident set that stays near its high-water mark (over 40 renders of mixed sizes
-+50 MB for the fast model, +230 MB for the full one, then flat). ``benchmarks/malloc_reuse`` measures it.
-The bot's render workers use it; the one-shot ``nst`` command does not: a single full-model render
-came out ~6 % faster but peaked ~200 MB higher, as blocks the heap kept fit later requests badly.
+Why: glibc's malloc serves large blocks (over 128 KiB, or over what it last freed, up to 32 MiB, and
+on a thread's own 64 MiB arena anything larger than fits) with fresh mappings and unmaps them when
+they are freed, so every layer's activations are page-faulted in and zeroed anew, in every render:
+on a Xeon, 10k page faults (40 MB) per warm 512-px render of the fast model on a worker thread, 78k
+(306 MB) of the full one; each fault costs more when the kernel must first reclaim page cache. ONNX
+Runtime keeps an arena and pays none of this. Raised mmap and trim thresholds make freed blocks
+reusable, and one arena for all threads keeps them reusable on worker threads (raising the
+thresholds alone left 52k faults per full render there). A warm render then takes no faults and
+runs 9 % (fast) / 5 % (full) faster, for a resident set that stays near its high-water mark (over 40
+renders of mixed sizes +50 MB for the fast model, +230 MB for the full one, then flat):
+``benchmarks/malloc_reuse``, ``benchmarks/RESULTS.md``. The bot's render workers use it; the one-shot
+``nst`` command does not: a single full-model render came out ~6 % faster but peaked ~200 MB higher.
 """
 
 from __future__ import annotations
