@@ -31,12 +31,15 @@ def use_all_cpu_cores() -> None:
 
 
 def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bfloat16 convolutions run natively (CUDA with bf16, or a CPU with AVX-512 BF16/AMX)."""
+    """Whether bfloat16 convolutions run natively (CUDA with bf16, or a CPU with AVX-512 BF16/AMX).
+
+    Not oneDNN's own check (``torch.ops.mkldnn._is_mkldnn_bf16_supported``): it says yes on any
+    AVX-512 CPU (Skylake-X, Cascade Lake), where bf16 is emulated and slower than float32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        except (AttributeError, RuntimeError):  # a torch without these probes: float32 is the safe side
             return False
     return False

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -177,3 +179,20 @@ def test_bf16_where_it_is_native_paints_what_float32_paints(content, style):
     reference, ours = float32.stylize(content, [style]), bf16.stylize(content, [style])
     assert ours.dtype == torch.float32 and ours.shape == reference.shape == content.shape
     assert 35 < psnr_db(ours, reference) < float("inf")  # close, and bf16 did run
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "native"), [(False, False, False), (True, False, True), (False, True, True)]
+)
+def test_bf16_counts_as_fast_only_where_the_cpu_computes_it_natively(monkeypatch, avx512_bf16, amx, native):
+    """An AVX-512 CPU without BF16 (Cascade Lake) emulates bf16, slower than float32: not fast."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert bf16_is_fast(torch.device("cpu")) is native
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="the kernel's CPU flags (Linux)")
+def test_bf16_detection_agrees_with_the_kernels_cpu_flags():
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    flags = set(next(line for line in lines if line.startswith("flags")).partition(":")[2].split())
+    assert bf16_is_fast(torch.device("cpu")) is bool({"avx512_bf16", "amx_bf16"} & flags)
