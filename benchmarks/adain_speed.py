@@ -58,9 +58,10 @@ def main() -> None:
         f"torch {torch.__version__}, device {device}"
     )
     print(f"sgemm peak (4096² matmul): {peak:.0f} GFLOP/s\n")
-    columns = ("model", "precision", "size", "style", "latency (s)", "GFLOP", "GFLOP/s", "FLOP floor (s)")
-    print(f"| {' | '.join(columns)} | latency / floor |")
-    print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    labels = ("model", "precision", "size", "style")
+    numbers = ("latency (s)", "GFLOP", "GFLOP/s", "FLOP floor (s)", "latency / floor")
+    print(f"| {' | '.join(labels + numbers)} |")
+    print("|" + " --- |" * len(labels) + " ---: |" * len(numbers))
     precisions = ("float32", "bf16") if bf16_is_fast(device) else ("float32",)
     runs = (
         (model, precision, size) for model in args.models for precision in precisions for size in args.sizes

@@ -97,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = list(zip(held_out("content", args.pairs), held_out("style", args.pairs), strict=False))
     judge = get_encoder(None, "cpu")
     rows = [[labelled(c, "photo"), labelled(s, "artwork")] for c, s in pairs]
-    stylizers = [
-        Stylizer.load("cpu", decoder_path=path, bf16=False) for path in args.decoder
-    ]  # any CPU alike
+    # float32 on every CPU, so that rows measured on machines with and without bf16 compare
+    stylizers = [Stylizer.load("cpu", decoder_path=path, bf16=False) for path in args.decoder]
     for size in args.sizes:
         scores: list[list[tuple[float, float, float]]] = [[] for _ in stylizers]  # per decoder, per pair
         for row, (content_image, style_image) in zip(rows, pairs, strict=True):

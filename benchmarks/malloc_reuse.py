@@ -21,6 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.datasets import held_out_files
 from benchmarks.machine import describe_cpu
+from nst_core.device import use_all_cpu_cores
+from nst_core.images import fit_max_side, load_image
+from nst_core.memory import keep_freed_memory
+from nst_core.options import EngineSpec
+from nst_core.pipeline import Engine
+from nst_core.tensors import to_tensor
 
 SETTINGS = ("default", "keep")
 MODELS = ("full", "fast")
@@ -28,16 +34,8 @@ MODELS = ("full", "fast")
 
 def measure(setting: str, model: str, size: int, repeats: int) -> dict[str, float]:
     """One process's numbers: median seconds and page faults per warm render, resident MiB after."""
-    from nst_core.memory import keep_freed_memory
-
     if setting == "keep":
         keep_freed_memory()
-    from nst_core.device import use_all_cpu_cores
-    from nst_core.images import fit_max_side, load_image
-    from nst_core.options import EngineSpec
-    from nst_core.pipeline import Engine
-    from nst_core.tensors import to_tensor
-
     use_all_cpu_cores()
     stylizer = Engine.load(EngineSpec(device="cpu", model=model)).stylizer(model)
     content, style = (

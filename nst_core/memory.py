@@ -22,7 +22,7 @@ import platform
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 1 << 30  # blocks smaller than this come from the heap and are reused once freed
 TRIM_THRESHOLD = 2**31 - 1  # never give the heap's free top back to the kernel
-ARENAS = 1  # every thread allocates from the main heap (renders allocate rarely: no contention to speak of)
+ARENAS = 1  # every thread allocates from the main heap, so a worker thread's blocks are reused too
 
 
 def keep_freed_memory() -> bool:
