@@ -25,7 +25,7 @@ from benchmarks.datasets import held_out_files
 from benchmarks.machine import describe_cpu
 from nst_core.adain import Stylizer
 from nst_core.device import use_all_cpu_cores
-from nst_core.evaluate import FRAMELESS, INTERIOR, PairJudge, border_step, psnr_db
+from nst_core.evaluate import FRAMELESS, INTERIOR, PairJudge, border_step, frame_offset, psnr_db
 from nst_core.images import fit_max_side, load_image
 from nst_core.tensors import to_pil, to_tensor
 from nst_core.vgg import get_encoder
@@ -69,7 +69,8 @@ def border_check(stylizers: list[Stylizer], photos: list[torch.Tensor]) -> None:
             f"over its photo {mean_and_max(excess, '+')}; "
             f"the {len(frameless)} photos without a frame (step <= {FRAMELESS:g}): results "
             f"{mean_and_max([steps[i] for i in frameless])}, {INTERIOR} px inside them "
-            f"{mean_and_max([border_step(results[i], INTERIOR) for i in frameless])}",
+            f"{mean_and_max([border_step(results[i], INTERIOR) for i in frameless])}, "
+            f"their frame offset {mean_and_max([frame_offset(results[i]) for i in frameless])}",
             flush=True,
         )
 

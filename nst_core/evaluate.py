@@ -8,7 +8,8 @@ are the training objective's content loss L_c and style loss L_s (see ``nst_core
 averaged over all pairs, for alpha = 1 and alpha = 0.5; the self-reconstruction PSNR: each
 content stylized with itself as the style should come back close to itself; and the border step
 (``border_step``) of the results at alpha = 1, beside that of the photos themselves: a decoder that
-paints a frame around its pictures shows a larger one.
+paints a frame around its pictures shows a larger one. Coarse texture steps too; ``frame_offset``, the
+step's signed part, and the step measured inside the picture tell the two apart.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class EvalResult:
     border_excess: list[float]  # each result's border_step minus its photo's (photos may have frames)
     frameless_border_steps: list[float]  # border_step of the results of photos without a frame
     frameless_interior_steps: list[float]  # the same results measured ``INTERIOR`` px inside
+    frameless_frame_offsets: list[float]  # the same results' ``frame_offset``: the frame in their step
 
 
 def _quantize(image: torch.Tensor) -> torch.Tensor:
@@ -68,25 +70,42 @@ def psnr_db(output: torch.Tensor, reference: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
+def edge_differences(image: torch.Tensor, inset: int = 0) -> list[torch.Tensor]:
+    """For each edge (top, bottom, left, right), the outermost ``BAND`` pixels' colour minus that of the
+    ``INSIDE`` pixels next to them, column by column along the edge: (3, edge length), 0-255.
+
+    ``inset``: the same strips that many pixels inside the picture (as far in as fits)."""
+    pixels = image[0].float() * 255  # (3, H, W)
+    differences = []
+    for edge in (pixels, pixels.flip(1), pixels.transpose(1, 2), pixels.transpose(1, 2).flip(1)):
+        depth = min(inset, max(0, edge.shape[1] - BAND - INSIDE))  # each turned: its edge is the first rows
+        band, inside = edge[:, depth : depth + BAND], edge[:, depth + BAND : depth + BAND + INSIDE]
+        differences.append(band.mean(1) - inside.mean(1))
+    return differences
+
+
 def border_step(image: torch.Tensor, inset: int = 0) -> float:
     """How much a picture's edge stands out: for each of the four edges, the mean absolute RGB
     difference (0-255) between the outermost ``BAND`` pixels and the ``INSIDE`` pixels next to them,
     compared stretch by stretch (``SEGMENT`` pixels, half overlapping) along the edge; the largest of
-    the four. A painted frame is a step there that the photo does not have.
+    the four. A painted frame is a step there that the photo does not have; so is coarse texture.
 
     ``inset`` takes the same measurement that many pixels inside the picture: its control, what
     the picture's own texture and objects score where no frame can be."""
-    pixels = image[0].float() * 255  # (3, H, W)
-    edges = (pixels, pixels.flip(1), pixels.transpose(1, 2), pixels.transpose(1, 2).flip(1))
     steps = []
-    for edge in edges:  # each turned so that its edge is the first rows: top, bottom, left, right
-        segment = min(SEGMENT, edge.shape[-1])
-        depth = min(inset, max(0, edge.shape[1] - BAND - INSIDE))  # a small picture: as far in as fits
-        stretches = {"kernel_size": segment, "stride": max(1, segment // 2)}
-        band = F.avg_pool1d(edge[:, depth : depth + BAND].mean(1).unsqueeze(0), **stretches)
-        inside = F.avg_pool1d(edge[:, depth + BAND : depth + BAND + INSIDE].mean(1).unsqueeze(0), **stretches)
-        steps.append(float((band - inside).abs().mean()))
+    for difference in edge_differences(image, inset):
+        segment = min(SEGMENT, difference.shape[-1])
+        stretches = F.avg_pool1d(difference.unsqueeze(0), segment, stride=max(1, segment // 2))
+        steps.append(float(stretches.abs().mean()))
     return max(steps)
+
+
+def frame_offset(image: torch.Tensor, inset: int = 0) -> float:
+    """The part of ``border_step`` that is a frame: per edge, the band's colour offset from the strip
+    inside it averaged along the whole edge with its sign, so that texture (steps up and down) cancels
+    and a band painted in one colour does not; mean absolute over RGB, the largest of the four edges.
+    ``inset``: as for ``border_step`` (objects along an edge, a horizon, offset there too)."""
+    return max(float(difference.mean(-1).abs().mean()) for difference in edge_differences(image, inset))
 
 
 class PairJudge:
@@ -139,7 +158,7 @@ def evaluate(
     for col, style in enumerate(style_images, start=1):
         grid.paste(ImageOps.fit(style, cell), (col * size, 0))
     sums = {alpha: [0.0, 0.0] for alpha in ALPHAS}
-    psnrs, borders, photo_borders, excess, frameless, interior = [], [], [], [], [], []
+    psnrs, borders, photo_borders, excess, frameless, interior, offsets = [], [], [], [], [], [], []
     for row, content_path in enumerate(contents, start=1):
         content_image = fit_max_side(load_image(content_path), size)
         grid.paste(ImageOps.fit(content_image, cell), (0, row * size))
@@ -160,6 +179,7 @@ def evaluate(
                     if photo_borders[-1] <= FRAMELESS:
                         frameless.append(borders[-1])
                         interior.append(border_step(output, INTERIOR))
+                        offsets.append(frame_offset(output))
                     grid.paste(ImageOps.fit(to_pil(output), cell), (col * size, row * size))
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(grid_path)
@@ -174,6 +194,7 @@ def evaluate(
         excess,
         frameless,
         interior,
+        offsets,
     )
 
 
@@ -218,12 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         f"results over their photo mean {mean(excess):+.1f}, max {max(excess):+.1f}"
     )
     if frameless := result.frameless_border_steps:
-        interior = result.frameless_interior_steps
+        interior, offsets = result.frameless_interior_steps, result.frameless_frame_offsets
         print(
             f"results of photos without a frame of their own (photo step <= {FRAMELESS:g}): "
             f"{len(frameless)} results, mean {mean(frameless):.1f}, max {max(frameless):.1f}; "
             f"the same step {INTERIOR} px inside them (no frame there): "
-            f"mean {mean(interior):.1f}, max {max(interior):.1f}"
+            f"mean {mean(interior):.1f}, max {max(interior):.1f}; "
+            f"their frame offset (texture cancelled): mean {mean(offsets):.1f}, max {max(offsets):.1f}"
         )
     for alpha in ALPHAS:
         print(

@@ -8,7 +8,7 @@ import torch
 
 from nst_core.adain import confined_to_picture, padded_for_encoding
 from nst_core.architecture import BORDER_PAD, DOWNSAMPLING, picture_slices
-from nst_core.evaluate import BAND, INSIDE, INTERIOR, border_step
+from nst_core.evaluate import BAND, INSIDE, INTERIOR, border_step, frame_offset
 from nst_core.evaluate import main as eval_main
 from nst_core.tensors import to_pil
 
@@ -40,12 +40,33 @@ def test_the_interior_control_sees_a_stripe_inside_and_not_the_frame():
     striped[..., INTERIOR : INTERIOR + BAND, :] = 1.0
     assert border_step(framed, INTERIOR) < 9 < 60 < border_step(framed)
     assert border_step(striped) < 9 < 60 < border_step(striped, INTERIOR)
+    assert frame_offset(framed, INTERIOR) < 9 < 60 < frame_offset(striped, INTERIOR)
     small = smooth_picture(BAND + INSIDE + 4, 80)  # 4 rows to spare: the inset becomes 4
     small[..., 4 : 4 + BAND, :] = 1.0
     assert border_step(small, INTERIOR) > 60
     wide = smooth_picture(BAND + INSIDE + 4, 160)  # short edges clipped, long edges still 48 px in
     wide[..., INTERIOR : INTERIOR + BAND] = 1.0
     assert border_step(wide, INTERIOR) > 60
+
+
+def blocky_texture(side: int = 512, block: int = 8) -> torch.Tensor:
+    """Coarse texture: random colours (0.25-0.75) in ``block``-pixel squares, like big brush strokes."""
+    cells = torch.rand(1, 3, side // block, side // block, generator=torch.Generator().manual_seed(0))
+    return (0.25 + 0.5 * cells).repeat_interleave(block, 2).repeat_interleave(block, 3)
+
+
+def test_the_frame_offset_sees_a_frame_and_not_coarse_texture():
+    """Texture steps up and down along an edge, a frame keeps one sign: the border step counts both,
+    the frame offset only the frame, through the texture too."""
+    texture = blocky_texture()
+    framed = texture.clone()
+    framed[..., :, -BAND:] = torch.tensor([0.9, 0.1, 0.2]).view(1, 3, 1, 1)
+    assert border_step(texture) > 15  # the issue's worst frames measured 18-36
+    assert frame_offset(texture) < 8  # what is left: the texture's average over one edge
+    assert frame_offset(framed) > 40
+    photo = smooth_picture()
+    photo[..., :, -BAND:] = torch.tensor([0.9, 0.1, 0.2]).view(1, 3, 1, 1)
+    assert frame_offset(photo) == pytest.approx(border_step(photo), rel=0.01)  # a plain frame: all of it
 
 
 @pytest.mark.parametrize("size", [(64, 80), (37, 51), (9, 5), (1, 1)])
@@ -136,3 +157,4 @@ def test_eval_reports_the_frame_of_results_whose_photo_has_none(tmp_path, capsys
     assert "2 pairs" in printed
     assert "results of photos without a frame of their own (photo step <= 9): 1 results" in printed
     assert f"the same step {INTERIOR} px inside them" in printed
+    assert "their frame offset (texture cancelled): mean" in printed
