@@ -237,11 +237,11 @@ def teacher_targets(
     return torch.cat([styled_target, content_features[styled:]])
 
 
-@torch.no_grad()
 def student_inputs(student, content_pixels: torch.Tensor, style_pixels: torch.Tensor) -> torch.Tensor:
     """The student decoder's input: AdaIN in the student's own feature space, as at inference.
 
     The first ``len(style_pixels)`` contents take those styles; the rest are identity samples.
+    Differentiable: with ``--tune-encoder`` the decoder's losses reach the encoder through it.
     """
     features = student(content_pixels)[ENCODER_LAYER]
     styled = len(style_pixels)
@@ -309,10 +309,13 @@ def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer, 
     tmp.replace(path)  # atomic: a kill mid-save never leaves a broken checkpoint
 
 
+AVERAGE_OF = {"average": "decoder", "student_average": "student"}  # moving averages and what they follow
+
+
 def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer) -> tuple[int, int]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    for name, module in modules.items():  # a run that starts averaging starts from its decoder
-        module.load_state_dict(state["decoder"] if name == "average" and name not in state else state[name])
+    for name, module in modules.items():  # a run that starts averaging starts from what it averages
+        module.load_state_dict(state[name] if name in state else state[AVERAGE_OF[name]])
     if "optimizer" in state:  # a slimmed checkpoint (decoder only) restarts Adam's moments
         optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -473,6 +476,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--average-decay", type=float, default=0.0,
         help="validate and export an exponential moving average of the decoder's weights (0: off)",
     )  # fmt: skip
+    p.add_argument(
+        "--tune-encoder", type=float, default=0.0,
+        help="fast model: the student encoder keeps learning in the style phase, held near VGG-19 by "
+        "the distillation loss at this weight (0: frozen once distilled)",
+    )  # fmt: skip
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument(
         "--max-minutes", type=float, default=0.0, help="stop (and checkpoint) after this; 0: no limit"
@@ -551,7 +559,10 @@ def train(args: argparse.Namespace) -> int:
     optimizer = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=args.lr)
     if args.average_decay:  # what is validated and exported: the weights with SGD's noise averaged out
         modules["average"] = copy.deepcopy(decoder).requires_grad_(False)
+    if fast and args.tune_encoder and args.average_decay:  # the decoder's average needs the encoder's
+        modules["student_average"] = copy.deepcopy(student).requires_grad_(False)
     shipped = modules.get("average", decoder)
+    shipped_student = modules.get("student_average", student)
     step, images_seen = 0, 0
     if args.resume and ckpt_path.exists():
         step, images_seen = load_checkpoint(ckpt_path, modules, optimizer)
@@ -584,7 +595,7 @@ def train(args: argparse.Namespace) -> int:
         due = time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60
         due = due or step in (args.distill_steps, args.distill_steps + args.pretrain_steps)  # phase ends
         if finished or (due and step > 0):  # validate, log, checkpoint
-            metrics, grid = validate(encoder, shipped, student, embedding, val_content, val_style,
+            metrics, grid = validate(encoder, shipped, shipped_student, embedding, val_content, val_style,
                                      args.style_weight, args.margin, amp)  # fmt: skip
             writer.writerow([step, "val", metrics["content"], metrics["style"], metrics["total"], lr,
                              images_seen, time.time(), metrics.get("distill", "")])  # fmt: skip
@@ -594,7 +605,7 @@ def train(args: argparse.Namespace) -> int:
             write_plot(log_path, args.out / "loss.png")
             if args.export:
                 if student is not None:
-                    save_student(student, shipped, args.export, step)
+                    save_student(shipped_student, shipped, args.export, step)
                 else:
                     save_decoder(shipped, args.export, step)
             shown = " ".join(f"{key} {value:.4f}" for key, value in metrics.items() if key != "pixel")
@@ -604,15 +615,16 @@ def train(args: argparse.Namespace) -> int:
             break
 
         if student is not None:
-            student.requires_grad_(phase == "distill")  # frozen once distilled: AdaIN needs a fixed space
+            tuned = phase == "distill" or (phase == "style" and args.tune_encoder > 0)
+            student.requires_grad_(tuned)  # else frozen once distilled: AdaIN needs a fixed space
         if phase == "distill":
             losses = distill_batch(student, embedding, contents, styles, args.batch_size, device)
             total = losses["distill"]
         else:
-            losses = decoder_batch(
-                encoder, decoder, student, contents, styles, phase, args, device, memory_format, amp
-            )
+            losses = decoder_batch(encoder, decoder, student, embedding, contents, styles, phase, args,
+                                   device, memory_format, amp)  # fmt: skip
             weights = {"content": 1.0, "style": args.style_weight, "pixel": args.pixel_weight}
+            weights["distill"] = args.tune_encoder
             total = sum(weights[key] * value for key, value in losses.items())
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -621,6 +633,8 @@ def train(args: argparse.Namespace) -> int:
         optimizer.step()
         if shipped is not decoder:
             update_average(shipped, decoder, args.average_decay)
+        if shipped_student is not student:
+            update_average(shipped_student, student, args.average_decay)
         step += 1
         images_seen += args.batch_size
         bar.update(1)
@@ -650,10 +664,11 @@ def distill_batch(student, embedding, contents, styles, batch_size: int, device)
 
 
 def decoder_batch(
-    encoder, decoder, student, contents, styles, phase: str, args, device, memory_format, amp: bool
+    encoder, decoder, student, embedding, contents, styles, phase: str, args, device, memory_format, amp: bool
 ) -> dict[str, torch.Tensor]:
     """One batch of the decoder objective: ``batch_size - identity`` styled samples, then identity ones."""
     identity = args.batch_size if phase == "pretrain" else args.identity_samples
+    anchor: dict[str, torch.Tensor] = {}
     c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
     s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
     content_pixels = contents["pixels"][c_index].to(device).float().div(255)
@@ -671,7 +686,14 @@ def decoder_batch(
             else batch_style(styles, s_index, contents, c_index[len(s_index) :], device)
         )
         target = teacher_targets(content_features, style, identity)
-        decoder_input = target if student is None else student_inputs(student, content_pixels, style_pixels)
+        if student is None:
+            decoder_input = target
+        else:
+            tuning = phase == "style" and args.tune_encoder > 0
+            with torch.set_grad_enabled(tuning):
+                decoder_input = student_inputs(student, content_pixels, style_pixels)
+            if tuning:  # the anchor that keeps the tuned encoder describing pictures as VGG-19 does
+                anchor = {"distill": distill_loss(student, embedding, content_pixels, content_features)}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         if phase == "pretrain" and args.pretrain_loss == "pixels":
             # The photos back from their own features, judged without the loss network's forward and
@@ -681,7 +703,7 @@ def decoder_batch(
         losses, _ = compute_losses(
             encoder, decoder, decoder_input, target, content_pixels, style, identity, args.margin
         )
-    return losses
+    return losses | anchor
 
 
 def main(argv: list[str] | None = None) -> int:

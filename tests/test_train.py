@@ -170,6 +170,25 @@ def test_student_is_distilled_then_frozen_while_its_decoder_learns(folders, tmp_
     assert encoder(torch.rand(1, 3, 32, 32))["relu4_1"].shape == (1, STUDENT_WIDTH, 4, 4)
 
 
+def test_a_tuned_encoder_keeps_learning_anchored_and_averaged_with_its_decoder(folders, tmp_path):
+    """--tune-encoder: the decoder's losses reach the distilled encoder, the distillation loss holds it
+    near VGG-19, and what is exported is the encoder's moving average, paired with the decoder's."""
+    out, export = tmp_path / "run", tmp_path / "student.safetensors"
+    fast = ("--model", "fast", "--distill-steps", "4", "--export", str(export), "--average-decay", "0.5")
+    train(_args(folders, out, 4, *fast))
+    distilled = torch.load(out / "ckpt.pt", weights_only=False)["student"]
+    train(_args(folders, out, 7, "--resume", "--tune-encoder", "1.0", *fast))
+    state = torch.load(out / "ckpt.pt", weights_only=False)
+    rows = _train_rows(out)[4:]
+    assert all(row["content"] and float(row["distill"]) > 0 for row in rows)  # style phase, anchored
+    key = "convs.relu1_1.weight"
+    average, live = state["student_average"][key], state["student"][key]
+    assert not torch.equal(live, distilled[key])  # it learned
+    assert not torch.equal(average, live) and not torch.equal(average, distilled[key])  # and is averaged
+    encoder, _ = load_student(export)
+    torch.testing.assert_close(encoder.state_dict()[key], state["student_average"][key], rtol=1e-3, atol=1e-4)
+
+
 def test_validation_split_is_stable_and_small():
     names = [f"c{i:05d}.jpg" for i in range(1, 3001)]
     held_out = [n for n in names if is_validation(n)]
