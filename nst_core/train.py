@@ -496,6 +496,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--margin trains the full model's decoder; the fast model trains without one")
     if args.margin < 0:
         p.error("--margin must be >= 0")
+    if args.tune_encoder < 0 or (args.tune_encoder and args.model != "fast"):
+        p.error("--tune-encoder takes a weight >= 0 and tunes the fast model's student encoder")
     if not 0.0 <= args.average_decay < 1.0:
         p.error("--average-decay must be in [0, 1)")
     return args

@@ -189,6 +189,13 @@ def test_a_tuned_encoder_keeps_learning_anchored_and_averaged_with_its_decoder(f
     torch.testing.assert_close(encoder.state_dict()[key], state["student_average"][key], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("extra", [("--tune-encoder", "1"), ("--model", "fast", "--tune-encoder", "-1")])
+def test_tune_encoder_is_refused_without_a_student_or_with_a_negative_weight(folders, capsys, extra):
+    with pytest.raises(SystemExit):
+        _args(folders, "out", 1, *extra)
+    assert "--tune-encoder takes a weight >= 0" in capsys.readouterr().err
+
+
 def test_validation_split_is_stable_and_small():
     names = [f"c{i:05d}.jpg" for i in range(1, 3001)]
     held_out = [n for n in names if is_validation(n)]
