@@ -237,13 +237,13 @@ def teacher_targets(
     return torch.cat([styled_target, content_features[styled:]])
 
 
-def student_inputs(student, content_pixels: torch.Tensor, style_pixels: torch.Tensor) -> torch.Tensor:
+def student_inputs(student, features: torch.Tensor, style_pixels: torch.Tensor) -> torch.Tensor:
     """The student decoder's input: AdaIN in the student's own feature space, as at inference.
 
-    The first ``len(style_pixels)`` contents take those styles; the rest are identity samples.
-    Differentiable: with ``--tune-encoder`` the decoder's losses reach the encoder through it.
+    ``features``: the student's relu4_1 of the contents. The first ``len(style_pixels)`` contents take
+    those styles; the rest are identity samples. Differentiable: with ``--tune-encoder`` the
+    decoder's losses reach the encoder through it.
     """
-    features = student(content_pixels)[ENCODER_LAYER]
     styled = len(style_pixels)
     if not styled:
         return features
@@ -284,11 +284,11 @@ def compute_losses(
     return losses, output
 
 
-def distill_loss(student, embedding, pixels: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
-    """Collaborative distillation's feature loss: the student's relu4_1, linearly embedded, against
-    the teacher's, on relu4_1's normalised scale."""
+def distill_loss(embedding, features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Collaborative distillation's feature loss: the student's relu4_1 ``features``, linearly
+    embedded, against the teacher's, on relu4_1's normalised scale."""
     scale = LAYER_SCALE[ENCODER_LAYER]
-    embedded = embedding(student(pixels)[ENCODER_LAYER])
+    embedded = embedding(features)
     return F.mse_loss(embedded / scale, teacher_features.float() / scale)
 
 
@@ -409,12 +409,16 @@ def validate(
     else:
         content_features = encoder(val_content)[ENCODER_LAYER]
         target = teacher_targets(content_features, style, identity=0)
-        decoder_input = target if student is None else student_inputs(student, val_content, val_style)
+        if student is not None:
+            student_features = student(val_content)[ENCODER_LAYER]
+            decoder_input = student_inputs(student, student_features, val_style)
+        else:
+            decoder_input = target
     losses, styled = compute_losses(
         encoder, decoder, decoder_input, target, val_content, style, identity=0, margin=margin
     )
     if student is not None:
-        losses["distill"] = distill_loss(student, embedding, val_content, content_features)
+        losses["distill"] = distill_loss(embedding, student_features, content_features)
     decoder.train()
     grid = torch.cat([val_content, val_style, styled.clamp(0, 1)], dim=2)  # rows: content / style / result
     grid = torch.cat(list(grid), dim=2)
@@ -517,6 +521,12 @@ def save_grid(grid: torch.Tensor, path: Path) -> None:
     Image.fromarray((grid.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)).save(path)
 
 
+def encoder_learns(args: argparse.Namespace, phase: str) -> bool:
+    """The student encoder learns while it is distilled and, with ``--tune-encoder``, in the style
+    phase; otherwise it is frozen once distilled: AdaIN needs a fixed feature space."""
+    return phase == "distill" or (phase == "style" and args.tune_encoder > 0)
+
+
 def phase_of(args: argparse.Namespace, step: int) -> str:
     """distill (fast model: the student encoder learns), pretrain (every sample an identity sample,
     no style loss), then style (the training objective)."""
@@ -617,16 +627,15 @@ def train(args: argparse.Namespace) -> int:
             break
 
         if student is not None:
-            tuned = phase == "distill" or (phase == "style" and args.tune_encoder > 0)
-            student.requires_grad_(tuned)  # else frozen once distilled: AdaIN needs a fixed space
+            student.requires_grad_(encoder_learns(args, phase))
         if phase == "distill":
             losses = distill_batch(student, embedding, contents, styles, args.batch_size, device)
             total = losses["distill"]
         else:
             losses = decoder_batch(encoder, decoder, student, embedding, contents, styles, phase, args,
                                    device, memory_format, amp)  # fmt: skip
-            weights = {"content": 1.0, "style": args.style_weight, "pixel": args.pixel_weight}
-            weights["distill"] = args.tune_encoder
+            weights = {"content": 1.0, "style": args.style_weight, "pixel": args.pixel_weight,
+                       "distill": args.tune_encoder}  # fmt: skip
             total = sum(weights[key] * value for key, value in losses.items())
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -661,8 +670,8 @@ def distill_batch(student, embedding, contents, styles, batch_size: int, device)
         index = torch.randint(len(bank["pixels"]), (count,))
         pixels.append(bank["pixels"][index])
         features.append(bank[ENCODER_LAYER][index])
-    pixels_t = torch.cat(pixels).to(device).float().div(255)
-    return {"distill": distill_loss(student, embedding, pixels_t, torch.cat(features).to(device))}
+    student_features = student(torch.cat(pixels).to(device).float().div(255))[ENCODER_LAYER]
+    return {"distill": distill_loss(embedding, student_features, torch.cat(features).to(device))}
 
 
 def decoder_batch(
@@ -691,11 +700,12 @@ def decoder_batch(
         if student is None:
             decoder_input = target
         else:
-            tuning = phase == "style" and args.tune_encoder > 0
+            tuning = encoder_learns(args, phase)
             with torch.set_grad_enabled(tuning):
-                decoder_input = student_inputs(student, content_pixels, style_pixels)
+                student_features = student(content_pixels)[ENCODER_LAYER]
+                decoder_input = student_inputs(student, student_features, style_pixels)
             if tuning:  # the anchor that keeps the tuned encoder describing pictures as VGG-19 does
-                anchor = {"distill": distill_loss(student, embedding, content_pixels, content_features)}
+                anchor = {"distill": distill_loss(embedding, student_features, content_features)}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         if phase == "pretrain" and args.pretrain_loss == "pixels":
             # The photos back from their own features, judged without the loss network's forward and

@@ -140,7 +140,8 @@ def test_the_refit_embedding_explains_the_teacher_at_least_as_well_as_the_traine
     fitted = torch.nn.Conv2d(STUDENT_WIDTH, 512, kernel_size=1)
     fit_embedding(fitted, student, banks)  # the banks are smaller than its sample: the same crops
     with torch.no_grad():
-        loss_trained, loss_fitted = (distill_loss(student, e, pixels, teacher) for e in (trained, fitted))
+        features = student(pixels)["relu4_1"]
+        loss_trained, loss_fitted = (distill_loss(e, features, teacher) for e in (trained, fitted))
     assert loss_fitted <= loss_trained * 1.001
 
 
