@@ -18,6 +18,7 @@ from nst_core.architecture import (
     MARGIN_SMOOTHING,
     can_mirror,
     encoding_margins,
+    layer_stride,
     picture_slices,
 )
 from nst_core.color import color_inputs, color_output
@@ -30,10 +31,14 @@ from nst_core.vgg import VGGEncoder, get_encoder
 
 @dataclass(frozen=True)
 class StyleStats:
-    """Channel-wise mean and std of a style's relu4_1 features, each of shape (1, C, 1, 1)."""
+    """Channel-wise mean and std of a picture's features at one layer, each of shape (N, C, 1, 1)."""
 
     mean: torch.Tensor
     std: torch.Tensor
+
+
+Features = dict[str, torch.Tensor]  # what the decoder reads: relu4_1, and the fast model's skip layers
+LayerStats = dict[str, StyleStats]  # a picture's statistics at each of those layers
 
 
 def feature_stats(features: torch.Tensor, eps: float = 1e-5) -> StyleStats:
@@ -70,6 +75,14 @@ def confined_to_picture(features: torch.Tensor, picture: torch.Tensor) -> tuple[
     """
     low, high = picture.amin(dim=(2, 3), keepdim=True), picture.amax(dim=(2, 3), keepdim=True)
     return torch.minimum(torch.maximum(features, low), high), feature_stats(picture)
+
+
+def confined_layers(features: Features, pictures: Features) -> tuple[Features, LayerStats]:
+    """``confined_to_picture`` at every layer the decoder reads."""
+    confined = {layer: confined_to_picture(features[layer], pictures[layer]) for layer in features}
+    return {layer: value for layer, (value, _) in confined.items()}, {
+        layer: stats for layer, (_, stats) in confined.items()
+    }
 
 
 def padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
@@ -128,6 +141,9 @@ StyleRequest = tuple[torch.Tensor, Sequence[torch.Tensor], RenderOptions]  # con
 class Stylizer:
     """Encoder + decoder on one device, with an LRU cache of style statistics.
 
+    AdaIN, alpha and the mix act alike on every layer the decoder reads (``layers``): relu4_1, and
+    for the fast model also its skip layers.
+
     Re-rendering a cached style (another alpha, another content, another mix) costs one content
     encode and one decode. The cache is keyed by a hash of the exact style pixels fed to the
     encoder, so it can never serve stale statistics. Thread-safe.
@@ -153,7 +169,8 @@ class Stylizer:
         self.encoder = encoder.to(device, memory_format=memory_format)
         self.decoder = decoder.to(device, memory_format=memory_format).eval().requires_grad_(False)
         self.decoder_trained = decoder_trained
-        self._cache: OrderedDict[str, StyleStats] = OrderedDict()
+        self.layers = (ENCODER_LAYER, *decoder.skip_layers)
+        self._cache: OrderedDict[str, LayerStats] = OrderedDict()
         self._cache_size = cache_size
         self.border_pad = border_pad
         self._lock = threading.Lock()
@@ -192,22 +209,27 @@ class Stylizer:
     def _precision(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """relu4_1 of ``image``, in float32 whatever precision the encoder ran in."""
+    def encode(self, image: torch.Tensor) -> Features:
+        """The decoder's ``layers`` of ``image``, in float32 whatever precision the encoder ran in."""
         with self._precision():
-            return self.encoder(self._prepare(image), [ENCODER_LAYER])[ENCODER_LAYER].float()
+            features = self.encoder(self._prepare(image), self.layers)
+        return {layer: features[layer].float() for layer in self.layers}
 
-    def decode(self, features: torch.Tensor) -> torch.Tensor:
+    def decode(self, features: Features) -> torch.Tensor:
         with self._precision():
             return self.decoder(features).float()
 
-    def encode_with_margin(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """relu4_1 of ``images`` mirrored outwards by ``border_pad``, and its cells that see the picture."""
+    def encode_with_margin(self, images: torch.Tensor) -> tuple[Features, Features]:
+        """``layers`` of ``images`` mirrored outwards by ``border_pad``, and the cells seeing the picture."""
         features = self.encode(padded_for_encoding(images, self.border_pad))
-        return features, features[..., *picture_slices(self.border_pad, *images.shape[-2:])]
+        height, width = images.shape[-2:]
+        return features, {
+            layer: value[..., *picture_slices(self.border_pad, height, width, layer_stride(layer))]
+            for layer, value in features.items()
+        }
 
-    def style_stats(self, style: torch.Tensor) -> StyleStats:
-        """relu4_1 statistics of a style image, from the cache when these exact pixels were seen."""
+    def style_stats(self, style: torch.Tensor) -> LayerStats:
+        """Statistics of a style image at ``layers``, from the cache when these exact pixels were seen."""
         key = hashlib.blake2b(style.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
         key += f"{tuple(style.shape)}/{self.border_pad}"
         with self._lock:
@@ -216,7 +238,9 @@ class Stylizer:
                 self.cache_hits += 1
                 return self._cache[key]
         with torch.inference_mode():  # encoded as contents are, so a photo as its own style is exact
-            stats = feature_stats(self.encode_with_margin(style)[1])
+            stats = {
+                layer: feature_stats(cells) for layer, cells in self.encode_with_margin(style)[1].items()
+            }
         with self._lock:
             self.cache_misses += 1
             self._cache[key] = stats
@@ -226,23 +250,23 @@ class Stylizer:
 
     def target_features(
         self,
-        content_features: torch.Tensor,
+        content_features: Features,
         styles: Sequence[torch.Tensor],
         weights: Sequence[float] | None = None,
         alpha: float = 1.0,
-        content_stats: StyleStats | None = None,
-    ) -> torch.Tensor:
-        """The decoder input t = (1 - a) f(c) + a * sum_i w_i AdaIN(f(c), f(s_i)); weights sum to 1.
-
-        ``content_stats``: f(c)'s statistics when not all of ``content_features`` is the picture's."""
+        content_stats: LayerStats | None = None,
+    ) -> Features:
+        """The decoder input t = (1 - a) f(c) + a * sum_i w_i AdaIN(f(c), f(s_i)) at each layer; weights
+        sum to 1. ``content_stats``: f(c)'s statistics when not all of its maps are the picture's."""
         weights = weights or equal_weights(len(styles))
-        active = [(w, s) for w, s in zip(weights, styles, strict=True) if w > 0]
-        stats = mix_stats([self.style_stats(s) for _, s in active], [w for w, _ in active])
+        active = [(w, self.style_stats(s)) for w, s in zip(weights, styles, strict=True) if w > 0]
+        targets = {}
         with torch.inference_mode():
-            target = adain(content_features, stats, content_stats)
-            if alpha < 1.0:
-                target = alpha * target + (1.0 - alpha) * content_features
-        return target
+            for layer, features in content_features.items():
+                stats = mix_stats([s[layer] for _, s in active], [w for w, _ in active])
+                target = adain(features, stats, None if content_stats is None else content_stats[layer])
+                targets[layer] = target if alpha >= 1.0 else alpha * target + (1.0 - alpha) * features
+        return targets
 
     def stylize(
         self, content: torch.Tensor, styles: Sequence[torch.Tensor], options: RenderOptions = DEFAULT_OPTIONS
@@ -271,18 +295,22 @@ class Stylizer:
             raise ValueError("a batch needs contents of one size")
         contents = torch.cat([item[1] for item in prepared])
         with torch.inference_mode():
-            features, own = confined_to_picture(*self.encode_with_margin(contents))
+            features, own = confined_layers(*self.encode_with_margin(contents))
             targets = [
                 self.target_features(
-                    features[index : index + 1],
+                    {layer: value[index : index + 1] for layer, value in features.items()},
                     styles,
                     options.weights_for(len(styles)),
                     options.alpha,
-                    StyleStats(own.mean[index : index + 1], own.std[index : index + 1]),
+                    {
+                        layer: StyleStats(stats.mean[index : index + 1], stats.std[index : index + 1])
+                        for layer, stats in own.items()
+                    },
                 )
                 for index, (_, _, styles, options) in enumerate(prepared)
             ]
-            outputs = without_margin(self.decode(torch.cat(targets)), self.border_pad, contents)
+            batch = {layer: torch.cat([target[layer] for target in targets]) for layer in self.layers}
+            outputs = without_margin(self.decode(batch), self.border_pad, contents)
             outputs = outputs.clamp(0, 1).cpu()
         return [
             color_output(outputs[index : index + 1].contiguous(), content, options.preserve_color)

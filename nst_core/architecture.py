@@ -51,11 +51,20 @@ MARGIN_SMOOTHING = 5.0
 # is ~600, see weights/README.md); dividing by it keeps the decoder's first layer in the range
 # PyTorch's default init and Adam's step size expect, so training starts well-conditioned.
 FEATURE_SCALE = 600.0
+# The same activations' typical size per layer (mean relu1_1 ≈ 21, relu2_1 ≈ 120, relu3_1 ≈ 120,
+# relu4_1 ≈ 480 on our data): the losses divide by it so that every layer gets an equal say, and the
+# fast model's decoder so that its skip inputs arrive at a scale of ~1.
+LAYER_SCALE = {"relu1_1": 21.0, "relu2_1": 120.0, "relu3_1": 120.0, "relu4_1": 480.0}
 
 # The fast model's student: VGG-19's topology up to relu4_1 at a quarter of the width.
 WIDTH_DIVISOR = 4
 STUDENT_LAYERS = LAYER_NAMES[: LAYER_NAMES.index(ENCODER_LAYER) + 1]
 STUDENT_WIDTH = 512 // WIDTH_DIVISOR  # relu4_1 channels
+# Its decoder also reads these student layers, AdaIN'd as relu4_1 is, each added through a 1x1
+# convolution where the decoder's upsampling reaches its resolution (``nst_core.decoder``): the
+# quarter-width relu4_1 alone holds too little of a picture's layout and of a style's mid-level
+# statistics (weights/README.md, the fast model's card).
+STUDENT_SKIP_LAYERS = ("relu3_1", "relu2_1")
 STUDENT_PATH_ENV = "NST_STUDENT_PATH"
 DEFAULT_STUDENT_PATH = WEIGHTS_DIR / "student.safetensors"
 

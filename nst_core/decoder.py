@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -11,7 +11,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nst_core.architecture import FEATURE_SCALE, decoder_plan
+from nst_core.architecture import (
+    DOWNSAMPLING,
+    ENCODER_LAYER,
+    FEATURE_SCALE,
+    LAYER_SCALE,
+    decoder_plan,
+    layer_stride,
+)
 from nst_core.errors import ModelFileError
 
 DECODER_PATH_ENV = "NST_DECODER_PATH"
@@ -29,19 +36,47 @@ class Decoder(nn.Module):
     Nearest upsampling plus reflection-padded 3x3 convs and no normalization layers, as in
     Huang & Belongie: normalization would wash out the statistics AdaIN just installed. ``width`` is
     the encoder's relu4_1 channel count (512 for VGG-19, fewer for the fast model's student); every
-    layer narrows with it.
+    layer narrows with it. ``skip_layers``: shallower encoder layers it also reads (the fast model's,
+    ``STUDENT_SKIP_LAYERS``), each added through a 1x1 convolution right after the upsampling that
+    reaches its resolution; they start at zero, so a decoder trained without them is unchanged.
     """
 
-    def __init__(self, width: int = 512) -> None:
+    def __init__(self, width: int = 512, skip_layers: Sequence[str] = ()) -> None:
         super().__init__()
         layers: list[nn.Module] = []
+        channels, stride, arriving = width, DOWNSAMPLING, {}  # arriving: channels at each upsampling
         for step in decoder_plan(width):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest")] if step is None else _conv(*step)
+            if step is None:
+                stride //= 2
+                arriving[stride] = channels
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            else:
+                channels = step[1]
+                layers += _conv(*step)
         self.width = width
         self.net = nn.Sequential(*layers)
+        self.skip_layers = tuple(skip_layers)
+        self.skips = nn.ModuleDict()
+        for layer in self.skip_layers:  # as wide as the decoder there: VGG's proportions
+            width_there = arriving[layer_stride(layer)]
+            self.skips[layer] = nn.Conv2d(width_there, width_there, kernel_size=1)
+            nn.init.zeros_(self.skips[layer].weight)
+            nn.init.zeros_(self.skips[layer].bias)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features / FEATURE_SCALE)
+    def forward(self, features: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``features``: relu4_1, or a mapping of relu4_1 and every one of ``skip_layers``."""
+        if not isinstance(features, Mapping):
+            return self.net(features / FEATURE_SCALE)
+        x = features[ENCODER_LAYER] / FEATURE_SCALE
+        stride = DOWNSAMPLING
+        for module in self.net:
+            x = module(x)
+            if isinstance(module, nn.Upsample):
+                stride //= 2
+                for layer in self.skip_layers:
+                    if layer_stride(layer) == stride:
+                        x = x + self.skips[layer](features[layer] / LAYER_SCALE[layer])
+        return x
 
 
 def decoder_path(path: str | os.PathLike[str] | None = None) -> Path:

@@ -5,14 +5,15 @@ times what the fast model's render costs (~0.4 s at 512²); numpy costs 0.1 s an
 call pays the import, so the CLI renders the fast model here when it can (a CPU, fast mode, no colour
 preservation) and hands everything else to the torch engine. The arithmetic is the torch
 ``Stylizer``'s, step for step (``tests/test_lite.py`` holds them to the same pixels): the content
-mirrored outwards, the student's relu4_1, AdaIN with the mixed style statistics, alpha, the decoder.
+mirrored outwards, the student's relu4_1 and skip layers, AdaIN with the mixed style statistics at
+each, alpha, the decoder.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +22,20 @@ from PIL import Image
 from nst_core.architecture import (
     BGR_MEAN,
     BORDER_PAD,
+    DOWNSAMPLING,
+    ENCODER_LAYER,
     FEATURE_SCALE,
+    LAYER_SCALE,
     MARGIN_SMOOTHING,
     POOL_AFTER,
     STUDENT_LAYERS,
     STUDENT_PATH_ENV,
+    STUDENT_SKIP_LAYERS,
     STUDENT_WIDTH,
     can_mirror,
     decoder_plan,
     encoding_margins,
+    layer_stride,
     picture_slices,
     student_path,
 )
@@ -38,7 +44,8 @@ from nst_core.options import RenderOptions
 
 EPS = 1e-5  # as nst_core.adain.feature_stats
 
-Conv = tuple[np.ndarray, np.ndarray]  # weight (out, 9·in), taps (dy, dx) outermost; bias (out, 1)
+Conv = tuple[np.ndarray, np.ndarray]  # weight (out, k²·in), taps (dy, dx) outermost; bias (out, 1)
+Features = dict[str, np.ndarray]  # as nst_core.adain.Features
 
 
 STRIPE_ROWS = 16  # output rows per matrix product: the stacked taps of a stripe stay in cache
@@ -85,15 +92,17 @@ class LiteStudent:
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         def conv(prefix: str) -> Conv:
-            weight = tensors[f"{prefix}.weight"].astype(np.float32)  # (out, in, 3, 3)
+            weight = tensors[f"{prefix}.weight"].astype(np.float32)  # (out, in, k, k)
             matrix = weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
             return np.ascontiguousarray(matrix), tensors[f"{prefix}.bias"].astype(np.float32)[:, None]
 
         self.encoder = [(name, conv(f"encoder.{name}")) for name in STUDENT_LAYERS]
+        self.skips = {layer: conv(f"decoder.skips.{layer}") for layer in skip_layers_in(tensors)}
+        self.layers = (ENCODER_LAYER, *self.skips)
         decoder_keys = sorted(
             int(key.split(".")[2])
             for key in tensors
-            if key.startswith("decoder.") and key.endswith(".weight")
+            if key.startswith("decoder.net.") and key.endswith(".weight")
         )  # decoder.net.<index>.weight, in forward order
         convs = iter(conv(f"decoder.net.{index}") for index in decoder_keys)
         self.decoder = [
@@ -108,25 +117,38 @@ class LiteStudent:
         except Exception as exc:
             raise not_a_student(target, exc) from exc
 
-    def encode(self, rgb: np.ndarray) -> np.ndarray:
-        """relu4_1 (C, H/8, W/8) of an RGB picture (3, H, W) in [0, 1]."""
+    def encode(self, rgb: np.ndarray) -> Features:
+        """relu4_1 (C, H/8, W/8) and the decoder's skip layers of an RGB picture (3, H, W) in [0, 1]."""
         x = rgb[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
+        features = {}
         for name, conv in self.encoder:
             x = np.maximum(conv3x3(x, conv, "constant"), 0.0)
+            if name in self.layers:
+                features[name] = x
             if name in POOL_AFTER:
                 x = max_pool2x2(x)
-        return x
+        return features
 
-    def encode_with_margin(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """relu4_1 of ``image`` mirrored outwards (as ``nst_core.adain``), and the cells of the picture."""
+    def encode_with_margin(self, image: np.ndarray) -> tuple[Features, Features]:
+        """``encode`` of ``image`` mirrored outwards (as ``nst_core.adain``), and the cells of the picture."""
         features = self.encode(_mirrored(image, BORDER_PAD))
-        return features, features[(slice(None), *picture_slices(BORDER_PAD, *image.shape[1:]))]
+        height, width = image.shape[1:]
+        return features, {
+            layer: value[(slice(None), *picture_slices(BORDER_PAD, height, width, layer_stride(layer)))]
+            for layer, value in features.items()
+        }
 
-    def decode(self, features: np.ndarray) -> np.ndarray:
-        x = features / FEATURE_SCALE
+    def decode(self, features: Features) -> np.ndarray:
+        x = features[ENCODER_LAYER] / FEATURE_SCALE
+        stride = DOWNSAMPLING
         for step in self.decoder:
             if step is None:
                 x = x.repeat(2, axis=1).repeat(2, axis=2)
+                stride //= 2
+                for layer, (matrix, bias) in self.skips.items():
+                    if layer_stride(layer) == stride:  # a 1x1 convolution, added
+                        skip = features[layer] / LAYER_SCALE[layer]
+                        x += (matrix @ skip.reshape(skip.shape[0], -1) + bias).reshape(x.shape)
                 continue
             conv, relu = step
             x = conv3x3(x, conv, "reflect")
@@ -138,19 +160,24 @@ class LiteStudent:
         self, content: Image.Image, styles: Sequence[Image.Image], weights: Sequence[float], alpha: float
     ) -> Image.Image:
         """``content`` in the mixed style of ``styles`` (weights summing to 1), at its own size."""
-        features, picture = self.encode_with_margin(_to_array(content))
-        style_mean, style_std = np.float32(0.0), np.float32(0.0)
+        features, pictures = self.encode_with_margin(_to_array(content))
+        mixed = {layer: (np.float32(0.0), np.float32(0.0)) for layer in self.layers}
         for style, weight in zip(styles, weights, strict=True):
             if weight > 0:  # sum_i w_i AdaIN(f, s_i) is AdaIN with the mixed statistics
-                mean, std = _stats(self.encode_with_margin(_to_array(style))[1])
-                style_mean, style_std = style_mean + weight * mean, style_std + weight * std
-        low, high = picture.min(axis=(1, 2), keepdims=True), picture.max(axis=(1, 2), keepdims=True)
-        features = np.clip(features, low, high)  # as nst_core.adain.confined_to_picture
-        mean, std = _stats(picture)
-        target = (features - mean) / std * style_std + style_mean
-        if alpha < 1.0:
-            target = alpha * target + (1.0 - alpha) * features
-        output = self.decode(target.astype(np.float32))
+                for layer, cells in self.encode_with_margin(_to_array(style))[1].items():
+                    mean, std = _stats(cells)
+                    mixed[layer] = (mixed[layer][0] + weight * mean, mixed[layer][1] + weight * std)
+        targets = {}
+        for layer, picture in pictures.items():
+            low, high = picture.min(axis=(1, 2), keepdims=True), picture.max(axis=(1, 2), keepdims=True)
+            confined = np.clip(features[layer], low, high)  # as nst_core.adain.confined_to_picture
+            mean, std = _stats(picture)
+            style_mean, style_std = mixed[layer]
+            target = (confined - mean) / std * style_std + style_mean
+            if alpha < 1.0:
+                target = alpha * target + (1.0 - alpha) * confined
+            targets[layer] = target.astype(np.float32)
+        output = self.decode(targets)
         height, width = content.height, content.width
         output = output[:, BORDER_PAD : BORDER_PAD + height, BORDER_PAD : BORDER_PAD + width]
         return Image.fromarray(
@@ -189,6 +216,11 @@ def read_student(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, 
         return load_file(str(target)), target
     except Exception as exc:
         raise not_a_student(target, exc) from exc
+
+
+def skip_layers_in(tensors: Mapping[str, object]) -> tuple[str, ...]:
+    """The skip inputs a student file's decoder has (none in files from before them)."""
+    return tuple(layer for layer in STUDENT_SKIP_LAYERS if f"decoder.skips.{layer}.weight" in tensors)
 
 
 def not_a_student(target: Path, exc: Exception) -> ModelFileError:

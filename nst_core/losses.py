@@ -19,10 +19,9 @@ import torch
 from torch.nn import functional as F
 
 from nst_core.adain import StyleStats, adain, feature_stats
-from nst_core.architecture import ENCODER_LAYER
+from nst_core.architecture import ENCODER_LAYER, LAYER_SCALE
 
 ADAIN_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-LAYER_SCALE = {"relu1_1": 21.0, "relu2_1": 120.0, "relu3_1": 120.0, "relu4_1": 480.0}
 GATYS_CONTENT_LAYER = "relu4_2"
 GATYS_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 

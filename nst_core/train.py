@@ -237,18 +237,27 @@ def teacher_targets(
     return torch.cat([styled_target, content_features[styled:]])
 
 
-def student_inputs(student, features: torch.Tensor, style_pixels: torch.Tensor) -> torch.Tensor:
-    """The student decoder's input: AdaIN in the student's own feature space, as at inference.
+def student_features(student, decoder, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The student's layers that its decoder reads (relu4_1 and the skip layers) of ``pixels``."""
+    return student(pixels, (ENCODER_LAYER, *decoder.skip_layers))
 
-    ``features``: the student's relu4_1 of the contents. The first ``len(style_pixels)`` contents take
+
+def student_inputs(student, features: dict[str, torch.Tensor], style_pixels: torch.Tensor):
+    """The student decoder's input: AdaIN in the student's own feature space at every layer it
+    reads, as at inference.
+
+    ``features``: ``student_features`` of the contents. The first ``len(style_pixels)`` contents take
     those styles; the rest are identity samples. Differentiable: with ``--tune-encoder`` the
     decoder's losses reach the encoder through it.
     """
     styled = len(style_pixels)
     if not styled:
         return features
-    stats = feature_stats(student(style_pixels)[ENCODER_LAYER])
-    return torch.cat([adain(features[:styled], stats), features[styled:]])
+    style_features = student(style_pixels, features)
+    return {
+        layer: torch.cat([adain(value[:styled], feature_stats(style_features[layer])), value[styled:]])
+        for layer, value in features.items()
+    }
 
 
 def compute_losses(
@@ -338,8 +347,8 @@ def start_from_weights(path: Path, modules: dict[str, torch.nn.Module], banks) -
     else:
         decoder, _ = load_decoder(path)
     for name in ("decoder", "average"):
-        if name in modules:
-            modules[name].load_state_dict(decoder.state_dict())
+        if name in modules:  # skip inputs the file lacks (it predates them) stay at zero: same decoder
+            modules[name].load_state_dict(modules[name].state_dict() | decoder.state_dict())
     return step
 
 
@@ -410,15 +419,15 @@ def validate(
         content_features = encoder(val_content)[ENCODER_LAYER]
         target = teacher_targets(content_features, style, identity=0)
         if student is not None:
-            student_features = student(val_content)[ENCODER_LAYER]
-            decoder_input = student_inputs(student, student_features, val_style)
+            student_maps = student_features(student, decoder, val_content)
+            decoder_input = student_inputs(student, student_maps, val_style)
         else:
             decoder_input = target
     losses, styled = compute_losses(
         encoder, decoder, decoder_input, target, val_content, style, identity=0, margin=margin
     )
     if student is not None:
-        losses["distill"] = distill_loss(embedding, student_features, content_features)
+        losses["distill"] = distill_loss(embedding, student_maps[ENCODER_LAYER], content_features)
     decoder.train()
     grid = torch.cat([val_content, val_style, styled.clamp(0, 1)], dim=2)  # rows: content / style / result
     grid = torch.cat(list(grid), dim=2)
@@ -485,6 +494,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fast model: the student encoder keeps learning in the style phase, held near VGG-19 by "
         "the distillation loss at this weight (0: frozen once distilled)",
     )  # fmt: skip
+    p.add_argument(
+        "--skip-lr-scale", type=float, default=10.0,
+        help="fast model: the decoder's skip inputs learn at this multiple of the learning rate",
+    )  # fmt: skip
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument(
         "--max-minutes", type=float, default=0.0, help="stop (and checkpoint) after this; 0: no limit"
@@ -505,6 +518,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0.0 <= args.average_decay < 1.0:
         p.error("--average-decay must be in [0, 1)")
     return args
+
+
+def parameter_groups(
+    modules: dict[str, torch.nn.Module], decoder: Decoder, skip_lr_scale: float
+) -> list[dict]:
+    """Everything at the schedule's rate, but the decoder's skip inputs at ``skip_lr_scale`` times it:
+    they join a run late (at zero, ``nst train --init`` from a file without them), where the decayed
+    rate would keep them near zero for thousands of steps."""
+    skips = list(decoder.skips.parameters())
+    rest = [p for module in modules.values() for p in module.parameters() if all(p is not q for q in skips)]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    return groups + ([{"params": skips, "lr_scale": skip_lr_scale}] if skips else [])
 
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:
@@ -568,7 +593,7 @@ def train(args: argparse.Namespace) -> int:
         decoder = Decoder()
         modules = {"decoder": decoder}
     decoder = decoder.to(device, memory_format=memory_format).train()
-    optimizer = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=args.lr)
+    optimizer = torch.optim.Adam(parameter_groups(modules, decoder, args.skip_lr_scale), lr=args.lr)
     if args.average_decay:  # what is validated and exported: the weights with SGD's noise averaged out
         modules["average"] = copy.deepcopy(decoder).requires_grad_(False)
     if fast and args.tune_encoder and args.average_decay:  # the decoder's average needs the encoder's
@@ -638,7 +663,7 @@ def train(args: argparse.Namespace) -> int:
                        "distill": args.tune_encoder}  # fmt: skip
             total = sum(weights[key] * value for key, value in losses.items())
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -670,8 +695,8 @@ def distill_batch(student, embedding, contents, styles, batch_size: int, device)
         index = torch.randint(len(bank["pixels"]), (count,))
         pixels.append(bank["pixels"][index])
         features.append(bank[ENCODER_LAYER][index])
-    student_features = student(torch.cat(pixels).to(device).float().div(255))[ENCODER_LAYER]
-    return {"distill": distill_loss(embedding, student_features, torch.cat(features).to(device))}
+    predicted = student(torch.cat(pixels).to(device).float().div(255))[ENCODER_LAYER]
+    return {"distill": distill_loss(embedding, predicted, torch.cat(features).to(device))}
 
 
 def decoder_batch(
@@ -702,10 +727,10 @@ def decoder_batch(
         else:
             tuning = encoder_learns(args, phase)
             with torch.set_grad_enabled(tuning):
-                student_features = student(content_pixels)[ENCODER_LAYER]
-                decoder_input = student_inputs(student, student_features, style_pixels)
+                student_maps = student_features(student, decoder, content_pixels)
+                decoder_input = student_inputs(student, student_maps, style_pixels)
             if tuning:  # the anchor that keeps the tuned encoder describing pictures as VGG-19 does
-                anchor = {"distill": distill_loss(embedding, student_features, content_features)}
+                anchor = {"distill": distill_loss(embedding, student_maps[ENCODER_LAYER], content_features)}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         if phase == "pretrain" and args.pretrain_loss == "pixels":
             # The photos back from their own features, judged without the loss network's forward and

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_core.adain import confined_to_picture, padded_for_encoding
-from nst_core.architecture import BORDER_PAD, DOWNSAMPLING, picture_slices
+from nst_core.adain import confined_layers, confined_to_picture, padded_for_encoding
+from nst_core.architecture import BORDER_PAD, DOWNSAMPLING, layer_stride, picture_slices
 from nst_core.evaluate import BAND, INSIDE, INTERIOR, border_step, frame_offset
 from nst_core.evaluate import main as eval_main
 from nst_core.tensors import to_pil
@@ -131,12 +131,13 @@ def test_a_photo_stylized_with_itself_gets_its_own_features_back_despite_the_mar
     """Photo and style are encoded alike and normalised by the picture's cells only, so AdaIN(f(c), f(c))
     is f(c) there; with the margin's statistics mixed in it would not be."""
     features, own_cells = stylizer.encode_with_margin(content)
-    confined, stats = confined_to_picture(features, own_cells)
-    picture = (..., *picture_slices(BORDER_PAD, *content.shape[-2:]))
+    confined, stats = confined_layers(features, own_cells)
     target = stylizer.target_features(confined, [content], content_stats=stats)
-    torch.testing.assert_close(target[picture], features[picture], rtol=1e-4, atol=1e-2)
     whole = stylizer.target_features(features, [content])
-    assert (whole - features)[picture].abs().mean() > 1.0
+    for layer in stylizer.layers:
+        picture = (..., *picture_slices(BORDER_PAD, *content.shape[-2:], layer_stride(layer)))
+        torch.testing.assert_close(target[layer][picture], features[layer][picture], rtol=1e-4, atol=1e-2)
+        assert (whole[layer] - features[layer])[picture].abs().mean() > 1.0
 
 
 def test_eval_reports_the_frame_of_results_whose_photo_has_none(tmp_path, capsys, monkeypatch):

@@ -9,8 +9,10 @@ from bot.config import Settings
 from nst_core.adain import Stylizer
 from nst_core.architecture import STUDENT_WIDTH
 from nst_core.cli import main
+from nst_core.decoder import Decoder
 from nst_core.errors import ModelFileError
 from nst_core.flops import conv_gflop
+from nst_core.lite import LiteStudent
 from nst_core.options import EngineSpec, RenderOptions
 from nst_core.pipeline import Engine
 from nst_core.student import load_student, save_student
@@ -27,7 +29,9 @@ def full_model_refused(monkeypatch):
 def test_student_shapes_and_a_sixteenth_of_the_compute(stylizer, fast_stylizer):
     image = torch.rand(1, 3, 96, 64)
     features = fast_stylizer.encode(image)
-    assert features.shape == (1, STUDENT_WIDTH, 12, 8)
+    assert features["relu4_1"].shape == (1, STUDENT_WIDTH, 12, 8)
+    assert features["relu3_1"].shape == (1, STUDENT_WIDTH // 2, 24, 16)  # skip inputs
+    assert features["relu2_1"].shape == (1, STUDENT_WIDTH // 4, 48, 32)
     assert fast_stylizer.decoder(features).shape == (1, 3, 96, 64)
     content, style = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 64, 64)
     fast, _ = conv_gflop(fast_stylizer, content, style)
@@ -50,6 +54,24 @@ def test_weights_file_round_trip(fast_stylizer, tmp_path, content, style):
     loaded = Stylizer(*load_student(path), torch.device("cpu"))
     expected = fast_stylizer.stylize(content, [style])
     torch.testing.assert_close(loaded.stylize(content, [style]), expected, atol=0.02, rtol=0)  # fp16 file
+
+
+def test_a_student_file_from_before_the_skip_inputs_renders_without_them(
+    fast_stylizer, tmp_path, content, style
+):
+    plain = Decoder(STUDENT_WIDTH)
+    plain.load_state_dict(
+        {k: v for k, v in fast_stylizer.decoder.state_dict().items() if not k.startswith("skips.")}
+    )
+    path = tmp_path / "before-skips.safetensors"
+    save_student(fast_stylizer.encoder, plain, path)
+    encoder, decoder = load_student(path)
+    assert decoder.skip_layers == () and LiteStudent.load(path).layers == ("relu4_1",)
+    expected = Stylizer(fast_stylizer.encoder, plain, torch.device("cpu")).stylize(content, [style])
+    torch.testing.assert_close(
+        Stylizer(encoder, decoder, torch.device("cpu")).stylize(content, [style]), expected, atol=0.02, rtol=0
+    )
+    assert (expected - fast_stylizer.stylize(content, [style])).abs().mean() > 0.01  # skips count
 
 
 def test_missing_or_broken_weights_file_says_so(tmp_path):

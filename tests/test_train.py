@@ -17,7 +17,7 @@ from nst_core.errors import ModelFileError
 from nst_core.evaluate import main as eval_main
 from nst_core.evaluate import psnr_db
 from nst_core.losses import ADAIN_STYLE_LAYERS, LAYER_SCALE, normalized_stats
-from nst_core.student import load_student
+from nst_core.student import load_student, save_student
 from nst_core.train import (
     compute_losses,
     distill_loss,
@@ -167,8 +167,34 @@ def test_student_is_distilled_then_frozen_while_its_decoder_learns(folders, tmp_
     trained = torch.load(out / "ckpt.pt", weights_only=False)
     for key, value in distilled["student"].items():  # AdaIN needs a fixed feature space
         torch.testing.assert_close(trained["student"][key], value, rtol=0, atol=0)
+    for layer in ("relu3_1", "relu2_1"):  # the skip inputs start at zero and learn with the decoder
+        key = f"skips.{layer}.weight"
+        assert not distilled["decoder"][key].any() and trained["decoder"][key].abs().sum() > 0
+    skips, rest = sorted(trained["optimizer"]["param_groups"], key=lambda group: len(group["params"]))
+    assert len(skips["params"]) == 4 and skips["lr"] == pytest.approx(10 * rest["lr"])  # --skip-lr-scale
     encoder, _ = load_student(export)  # the export is what the engine loads
     assert encoder(torch.rand(1, 3, 32, 32))["relu4_1"].shape == (1, STUDENT_WIDTH, 4, 4)
+
+
+def test_a_run_goes_on_from_a_student_file_from_before_the_skip_inputs(folders, tmp_path):
+    """The committed weights of a run may predate the skip inputs: the decoder they describe is kept,
+    its skip inputs start at zero (which changes nothing it paints) and learn from there."""
+    fast = ("--model", "fast", "--distill-steps", "2")
+    export = tmp_path / "student.safetensors"
+    train(_args(folders, tmp_path / "first", 3, "--export", str(export), *fast))
+    encoder, decoder = load_student(export)
+    plain = Decoder(STUDENT_WIDTH)
+    plain.load_state_dict({k: v for k, v in decoder.state_dict().items() if not k.startswith("skips.")})
+    old = tmp_path / "old.safetensors"
+    save_student(encoder, plain, old, step=3)
+    assert train(_args(folders, tmp_path / "run", 3, "--init", str(old), *fast)) == 3
+    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["decoder"]
+    assert {key for key in state if key.startswith("skips.")} == {
+        f"skips.{layer}.{part}" for layer in ("relu3_1", "relu2_1") for part in ("weight", "bias")
+    }
+    assert not any(state[key].any() for key in state if key.startswith("skips."))
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(state[key], value)
 
 
 def test_a_tuned_encoder_keeps_learning_anchored_and_averaged_with_its_decoder(folders, tmp_path):
@@ -281,10 +307,11 @@ def test_margin_training_encodes_crops_as_inference_encodes_pictures(stylizer):
     )  # as training (amp off)
     crops = torch.rand(2, 3, 48, 48)
     decoder_input, target, style = margin_batch(stylizer.encoder, crops, None, BORDER_PAD, amp=False)
-    expected, _ = confined_to_picture(*stylizer.encode_with_margin(crops))
+    features, cells = stylizer.encode_with_margin(crops)
+    expected, _ = confined_to_picture(features[ENCODER_LAYER], cells[ENCODER_LAYER])
     assert style is None and decoder_input.shape[-2:] == ((48 + 2 * BORDER_PAD) // 8,) * 2
     torch.testing.assert_close(decoder_input, expected)
-    torch.testing.assert_close(target, stylizer.encode_with_margin(crops)[1])
+    torch.testing.assert_close(target, cells[ENCODER_LAYER])
 
 
 def test_with_a_margin_nothing_the_losses_compare_sees_zero_padding(encoder):
