@@ -139,7 +139,8 @@ class LiteStudent:
         }
 
     def decode(self, features: Features) -> np.ndarray:
-        x = features[ENCODER_LAYER] / FEATURE_SCALE
+        """The picture of ``features``, which it consumes: each map is let go once added in."""
+        x = features.pop(ENCODER_LAYER) / FEATURE_SCALE
         stride = DOWNSAMPLING
         for step in self.decoder:
             if step is None:
@@ -147,8 +148,10 @@ class LiteStudent:
                 stride //= 2
                 for layer, (matrix, bias) in self.skips.items():
                     if layer_stride(layer) == stride:  # a 1x1 convolution, added
-                        skip = features[layer] / LAYER_SCALE[layer]
-                        x += (matrix @ skip.reshape(skip.shape[0], -1) + bias).reshape(x.shape)
+                        skip = features.pop(layer)
+                        skip /= LAYER_SCALE[layer]
+                        x += (matrix @ skip.reshape(skip.shape[0], -1)).reshape(x.shape)
+                        x += bias[:, :, None]
                 continue
             conv, relu = step
             x = conv3x3(x, conv, "reflect")
@@ -168,15 +171,8 @@ class LiteStudent:
                     mean, std = _stats(cells)
                     mixed[layer] = (mixed[layer][0] + weight * mean, mixed[layer][1] + weight * std)
         targets = {}
-        for layer, picture in pictures.items():
-            low, high = picture.min(axis=(1, 2), keepdims=True), picture.max(axis=(1, 2), keepdims=True)
-            confined = np.clip(features[layer], low, high)  # as nst_core.adain.confined_to_picture
-            mean, std = _stats(picture)
-            style_mean, style_std = mixed[layer]
-            target = (confined - mean) / std * style_std + style_mean
-            if alpha < 1.0:
-                target = alpha * target + (1.0 - alpha) * confined
-            targets[layer] = target.astype(np.float32)
+        for layer in self.layers:  # each map is let go once its target is made: the CLI's peak memory
+            targets[layer] = _adain_target(features.pop(layer), pictures.pop(layer), *mixed[layer], alpha)
         output = self.decode(targets)
         height, width = content.height, content.width
         output = output[:, BORDER_PAD : BORDER_PAD + height, BORDER_PAD : BORDER_PAD + width]
@@ -270,6 +266,23 @@ def _blurred(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[1:]
     rows = sum(tap * extended[:, :, i : i + width] for i, tap in enumerate(taps))
     return sum(tap * rows[:, i : i + height, :] for i, tap in enumerate(taps))
+
+
+def _adain_target(
+    features: np.ndarray, picture: np.ndarray, style_mean: np.ndarray, style_std: np.ndarray, alpha: float
+) -> np.ndarray:
+    """As ``nst_core.adain``: ``features`` confined to the range of their ``picture`` cells, given the
+    style's statistics in place of the picture's own, then blended by ``alpha``."""
+    low, high = picture.min(axis=(1, 2), keepdims=True), picture.max(axis=(1, 2), keepdims=True)
+    mean, std = _stats(picture)
+    confined = np.clip(features, low, high)
+    target = confined - mean
+    target /= std
+    target *= style_std
+    target += style_mean
+    if alpha < 1.0:
+        target = alpha * target + (1.0 - alpha) * confined
+    return target.astype(np.float32, copy=False)
 
 
 def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
