@@ -253,7 +253,7 @@ def student_inputs(student, features: dict[str, torch.Tensor], style_pixels: tor
     styled = len(style_pixels)
     if not styled:
         return features
-    style_features = student(style_pixels, features)
+    style_features = student(style_pixels, tuple(features))
     return {
         layer: torch.cat([adain(value[:styled], feature_stats(style_features[layer])), value[styled:]])
         for layer, value in features.items()
