@@ -50,6 +50,11 @@ def feature_stats(features: torch.Tensor, eps: float = 1e-5) -> StyleStats:
     return StyleStats(mean[..., None], (var + eps).sqrt()[..., None, None])
 
 
+def slice_stats(stats: LayerStats, rows: slice) -> LayerStats:
+    """The statistics of some samples (``rows``) of a batch, at every layer."""
+    return {layer: StyleStats(value.mean[rows], value.std[rows]) for layer, value in stats.items()}
+
+
 def adain(
     content_features: torch.Tensor, style: StyleStats, content: StyleStats | None = None
 ) -> torch.Tensor:
@@ -304,10 +309,7 @@ class Stylizer:
                     styles,
                     options.weights_for(len(styles)),
                     options.alpha,
-                    {
-                        layer: StyleStats(stats.mean[index : index + 1], stats.std[index : index + 1])
-                        for layer, stats in own.items()
-                    },
+                    slice_stats(own, slice(index, index + 1)),
                 )
                 for index, (_, _, styles, options) in enumerate(prepared)
             ]

@@ -56,6 +56,7 @@ from nst_core.adain import (
     confined_to_picture,
     feature_stats,
     padded_for_encoding,
+    slice_stats,
     without_margin,
 )
 from nst_core.architecture import ENCODER_LAYER, STUDENT_WIDTH, layer_stride, picture_slices
@@ -301,10 +302,6 @@ def distill_loss(embedding, features: torch.Tensor, teacher_features: torch.Tens
     return F.mse_loss(embedded / scale, teacher_features.float() / scale)
 
 
-def slice_stats(stats: dict[str, StyleStats], rows: slice) -> dict[str, StyleStats]:
-    return {layer: StyleStats(value.mean[rows], value.std[rows]) for layer, value in stats.items()}
-
-
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer, step: int, images_seen: int):
     state = {name: module.state_dict() for name, module in modules.items()} | {
@@ -527,7 +524,8 @@ def parameter_groups(
     they join a run late (at zero, ``nst train --init`` from a file without them), where the decayed
     rate would keep them near zero for thousands of steps."""
     skips = list(decoder.skips.parameters())
-    rest = [p for module in modules.values() for p in module.parameters() if all(p is not q for q in skips)]
+    skip_ids = {id(p) for p in skips}
+    rest = [p for module in modules.values() for p in module.parameters() if id(p) not in skip_ids]
     groups = [{"params": rest, "lr_scale": 1.0}]
     return groups + ([{"params": skips, "lr_scale": skip_lr_scale}] if skips else [])
 
