@@ -343,9 +343,11 @@ def start_from_weights(path: Path, modules: dict[str, torch.nn.Module], banks) -
         fit_embedding(modules["embedding"], modules["student"], banks)
     else:
         decoder, _ = load_decoder(path)
-    for name in ("decoder", "average"):
-        if name in modules:  # skip inputs the file lacks (it predates them) stay at zero: same decoder
-            modules[name].load_state_dict(modules[name].state_dict() | decoder.state_dict())
+    # Skip inputs the file lacks (it predates them) stay at zero: the same decoder.
+    modules["decoder"].load_state_dict(modules["decoder"].state_dict() | decoder.state_dict())
+    for average, followed in AVERAGE_OF.items():  # the moving averages start from the weights loaded
+        if average in modules:
+            modules[average].load_state_dict(modules[followed].state_dict())
     return step
 
 

@@ -216,6 +216,20 @@ def test_a_tuned_encoder_keeps_learning_anchored_and_averaged_with_its_decoder(f
     torch.testing.assert_close(encoder.state_dict()[key], state["student_average"][key], rtol=1e-3, atol=1e-4)
 
 
+def test_a_tuned_run_from_a_student_file_averages_the_encoder_it_loaded(folders, tmp_path):
+    """On a new machine a tuned run starts from the committed file: the encoder's moving average must
+    start from that file's encoder, not from the pruned VGG-19 the run builds before loading it."""
+    export = tmp_path / "student.safetensors"
+    fast = ("--model", "fast", "--distill-steps", "3")
+    train(_args(folders, tmp_path / "first", 3, "--export", str(export), *fast))
+    loaded, _ = load_student(export)
+    tuned = ("--tune-encoder", "1", "--average-decay", "0.999", "--init", str(export), *fast)
+    assert train(_args(folders, tmp_path / "run", 4, *tuned)) == 4
+    average = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["student_average"]
+    for key, value in loaded.state_dict().items():  # one step at decay 0.999 moves it very little
+        torch.testing.assert_close(average[key], value, rtol=0.01, atol=1e-3)
+
+
 @pytest.mark.parametrize("extra", [("--tune-encoder", "1"), ("--model", "fast", "--tune-encoder", "-1")])
 def test_tune_encoder_is_refused_without_a_student_or_with_a_negative_weight(folders, capsys, extra):
     with pytest.raises(SystemExit):
