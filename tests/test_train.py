@@ -11,12 +11,12 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from nst_core.adain import Stylizer, confined_to_picture, feature_stats
-from nst_core.architecture import BORDER_PAD, ENCODER_LAYER, STUDENT_WIDTH, picture_slices
+from nst_core.architecture import BORDER_PAD, ENCODER_LAYER, LAYER_SCALE, STUDENT_WIDTH, picture_slices
 from nst_core.decoder import Decoder, save_decoder
 from nst_core.errors import ModelFileError
 from nst_core.evaluate import main as eval_main
 from nst_core.evaluate import psnr_db
-from nst_core.losses import ADAIN_STYLE_LAYERS, LAYER_SCALE, normalized_stats
+from nst_core.losses import ADAIN_STYLE_LAYERS, normalized_stats
 from nst_core.student import load_student, save_student
 from nst_core.train import (
     compute_losses,
