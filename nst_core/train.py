@@ -128,16 +128,23 @@ def build_bank(
     """
     rng = random.Random(seed)
     pixels = torch.stack([random_square(path, crop, rng) for path in files for _ in range(per_image)])
-    parts: dict[str, list[torch.Tensor]] = {}
-    for batch in pixels.split(16):
+    bank = {"pixels": pixels}
+    for start in range(0, len(pixels), 16):
+        batch = pixels[start : start + 16]
         with torch.autocast(encoder.bgr_mean.device.type, dtype=torch.bfloat16, enabled=amp):
             features = encoder(batch.float().div(255).to(encoder.bgr_mean.device), ADAIN_STYLE_LAYERS)
+        parts = {
+            f"{part}/{layer}": value
+            for layer, stats in normalized_stats(features).items()
+            for part, value in (("mean", stats.mean), ("std", stats.std))
+        }
         if keep_features:
-            parts.setdefault(ENCODER_LAYER, []).append(features[ENCODER_LAYER].to("cpu", torch.bfloat16))
-        for layer, stats in normalized_stats(features).items():
-            parts.setdefault(f"mean/{layer}", []).append(stats.mean.cpu())
-            parts.setdefault(f"std/{layer}", []).append(stats.std.cpu())
-    return {"pixels": pixels} | {key: torch.cat(chunks) for key, chunks in parts.items()}
+            parts[ENCODER_LAYER] = features[ENCODER_LAYER].to(torch.bfloat16)
+        for key, value in parts.items():  # written in place: gathering chunks to concatenate took 2x
+            if key not in bank:
+                bank[key] = torch.empty((len(pixels), *value.shape[1:]), dtype=value.dtype)
+            bank[key][start : start + len(batch)] = value.cpu()
+    return bank
 
 
 def load_or_build_bank(
@@ -151,13 +158,14 @@ def load_or_build_bank(
     key = f"{[f.name for f in files]}|{args.crop}|{per_image}|{args.seed}|{keep_features}"
     key = hashlib.sha1(key.encode()).hexdigest()
     path = out / f"bank-{folder.name}-{key[:12]}.pt"
-    if path.exists():  # memory-mapped: pages load on first use and runs on one machine share them
-        return torch.load(path, weights_only=True, mmap=True)
-    print(f"encoding {len(files)} × {per_image} crops of {folder} (once; cached in {path.name})")
-    bank = build_bank(files, args.crop, per_image, encoder, keep_features, args.seed, amp)
-    torch.save(bank, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
-    return bank
+    if not path.exists():
+        print(f"encoding {len(files)} × {per_image} crops of {folder} (once; cached in {path.name})")
+        bank = build_bank(files, args.crop, per_image, encoder, keep_features, args.seed, amp)
+        torch.save(bank, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+        del bank  # read back from disk like a cached one: both banks in memory at once outgrew 24 GiB
+    # Memory-mapped: pages load on first use and runs on one machine share them.
+    return torch.load(path, weights_only=True, mmap=True)
 
 
 def batch_style(styles, style_index, contents, identity_index, device) -> dict[str, StyleStats]:

@@ -278,19 +278,21 @@ def test_psnr_of_known_error():
 
 def test_feature_bank_is_built_once_and_holds_what_the_encoder_says(folders, tmp_path, encoder):
     out = tmp_path / "run"
-    train(_args(folders, out, 1))
+    crops = ("--crops-per-image", "6")  # 18 crops: more than one encoder batch of 16
+    train(_args(folders, out, 1, *crops))
     banks = sorted(out.glob("bank-*.pt"))
     assert [p.name.split("-")[1] for p in banks] == ["content", "style"]
     stamps = [p.stat().st_mtime_ns for p in banks]
-    train(_args(folders, out, 2, "--resume"))
+    train(_args(folders, out, 2, "--resume", *crops))
     assert [p.stat().st_mtime_ns for p in banks] == stamps  # reused, not rebuilt
     content = torch.load(banks[0], weights_only=True)
-    assert content["pixels"].dtype == torch.uint8 and content["pixels"].shape == (3 * 2, 3, 32, 32)
-    features = encoder(content["pixels"][:2].float() / 255, ADAIN_STYLE_LAYERS)
-    banked = content["relu4_1"][:2].float()  # bf16 where the CPU computes in bf16: compare norms
-    assert (banked - features["relu4_1"]).norm() < 0.03 * features["relu4_1"].norm()
-    stats = normalized_stats(features)
-    assert (content["std/relu1_1"][:2] - stats["relu1_1"].std).norm() < 0.03 * stats["relu1_1"].std.norm()
+    assert content["pixels"].dtype == torch.uint8 and content["pixels"].shape == (3 * 6, 3, 32, 32)
+    for crop in (slice(0, 2), slice(16, 18)):  # each batch's rows land at its own crops
+        features = encoder(content["pixels"][crop].float() / 255, ADAIN_STYLE_LAYERS)
+        banked = content["relu4_1"][crop].float()  # bf16 where the CPU computes in bf16: compare norms
+        assert (banked - features["relu4_1"]).norm() < 0.03 * features["relu4_1"].norm()
+        stats = normalized_stats(features)["relu1_1"].std
+        assert (content["std/relu1_1"][crop] - stats).norm() < 0.03 * stats.norm()
     style = torch.load(banks[1], weights_only=True)
     assert "relu4_1" not in style  # the full model only needs the style crops' statistics
 
