@@ -82,6 +82,21 @@ def decoder_plan(width: int) -> list[tuple[int, int, bool] | None]:
     ]  # fmt: skip
 
 
+def skip_inputs_in(
+    plan: list[tuple[int, int, bool] | None], skip_layers: tuple[str, ...]
+) -> dict[str, tuple[int, int]]:
+    """Where a decoder of ``plan`` adds each of ``skip_layers``: (the plan index of the upsampling
+    that reaches the layer's resolution, the decoder's channel count there)."""
+    stride, channels, joins = DOWNSAMPLING, plan[0][0], {}
+    for index, step in enumerate(plan):
+        if step is None:
+            stride //= 2
+            joins |= {layer: (index, channels) for layer in skip_layers if layer_stride(layer) == stride}
+        else:
+            channels = step[1]
+    return {layer: joins[layer] for layer in skip_layers}
+
+
 def encoding_margins(height: int, width: int, border: int) -> tuple[int, int, int, int]:
     """(left, right, top, bottom): ``border`` all round, then up to a multiple of ``DOWNSAMPLING``."""
     padded_height, padded_width = height + 2 * border, width + 2 * border

@@ -11,14 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nst_core.architecture import (
-    DOWNSAMPLING,
-    ENCODER_LAYER,
-    FEATURE_SCALE,
-    LAYER_SCALE,
-    decoder_plan,
-    layer_stride,
-)
+from nst_core.architecture import ENCODER_LAYER, FEATURE_SCALE, LAYER_SCALE, decoder_plan, skip_inputs_in
 from nst_core.errors import ModelFileError
 
 DECODER_PATH_ENV = "NST_DECODER_PATH"
@@ -43,39 +36,35 @@ class Decoder(nn.Module):
 
     def __init__(self, width: int = 512, skip_layers: Sequence[str] = ()) -> None:
         super().__init__()
+        plan = decoder_plan(width)
+        self.skip_layers = tuple(skip_layers)
+        joins = skip_inputs_in(plan, self.skip_layers)
         layers: list[nn.Module] = []
-        channels, stride, arriving = width, DOWNSAMPLING, {}  # arriving: channels at each upsampling
-        for step in decoder_plan(width):
+        net_index = {}  # the plan's upsamplings among the net's modules
+        for index, step in enumerate(plan):
             if step is None:
-                stride //= 2
-                arriving[stride] = channels
+                net_index[index] = len(layers)
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
             else:
-                channels = step[1]
                 layers += _conv(*step)
         self.width = width
         self.net = nn.Sequential(*layers)
-        self.skip_layers = tuple(skip_layers)
         self.skips = nn.ModuleDict()
-        for layer in self.skip_layers:  # as wide as the decoder there: VGG's proportions
-            width_there = arriving[layer_stride(layer)]
+        for layer, (_, width_there) in joins.items():  # as wide as the decoder there: VGG's proportions
             self.skips[layer] = nn.Conv2d(width_there, width_there, kernel_size=1)
             nn.init.zeros_(self.skips[layer].weight)
             nn.init.zeros_(self.skips[layer].bias)
+        self._added_after = {net_index[index]: layer for layer, (index, _) in joins.items()}
 
     def forward(self, features: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``features``: relu4_1, or a mapping of relu4_1 and every one of ``skip_layers``."""
         if not isinstance(features, Mapping):
             return self.net(features / FEATURE_SCALE)
         x = features[ENCODER_LAYER] / FEATURE_SCALE
-        stride = DOWNSAMPLING
-        for module in self.net:
+        for index, module in enumerate(self.net):
             x = module(x)
-            if isinstance(module, nn.Upsample):
-                stride //= 2
-                for layer in self.skip_layers:
-                    if layer_stride(layer) == stride:
-                        x = x + self.skips[layer](features[layer] / LAYER_SCALE[layer])
+            if layer := self._added_after.get(index):
+                x = x + self.skips[layer](features[layer] / LAYER_SCALE[layer])
         return x
 
 

@@ -22,7 +22,6 @@ from PIL import Image
 from nst_core.architecture import (
     BGR_MEAN,
     BORDER_PAD,
-    DOWNSAMPLING,
     ENCODER_LAYER,
     FEATURE_SCALE,
     LAYER_SCALE,
@@ -37,6 +36,7 @@ from nst_core.architecture import (
     encoding_margins,
     layer_stride,
     picture_slices,
+    skip_inputs_in,
     student_path,
 )
 from nst_core.errors import ModelFileError
@@ -105,9 +105,11 @@ class LiteStudent:
             if key.startswith("decoder.net.") and key.endswith(".weight")
         )  # decoder.net.<index>.weight, in forward order
         convs = iter(conv(f"decoder.net.{index}") for index in decoder_keys)
-        self.decoder = [
-            None if step is None else (next(convs), step[2]) for step in decoder_plan(STUDENT_WIDTH)
-        ]
+        plan = decoder_plan(STUDENT_WIDTH)
+        self.decoder = [None if step is None else (next(convs), step[2]) for step in plan]
+        self._added_after = {
+            index: layer for layer, (index, _) in skip_inputs_in(plan, tuple(self.skips)).items()
+        }
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> LiteStudent:
@@ -141,17 +143,15 @@ class LiteStudent:
     def decode(self, features: Features) -> np.ndarray:
         """The picture of ``features``, which it consumes: each map is let go once added in."""
         x = features.pop(ENCODER_LAYER) / FEATURE_SCALE
-        stride = DOWNSAMPLING
-        for step in self.decoder:
+        for index, step in enumerate(self.decoder):
             if step is None:
                 x = x.repeat(2, axis=1).repeat(2, axis=2)
-                stride //= 2
-                for layer, (matrix, bias) in self.skips.items():
-                    if layer_stride(layer) == stride:  # a 1x1 convolution, added
-                        skip = features.pop(layer)
-                        skip /= LAYER_SCALE[layer]
-                        x += (matrix @ skip.reshape(skip.shape[0], -1)).reshape(x.shape)
-                        x += bias[:, :, None]
+                if layer := self._added_after.get(index):  # a 1x1 convolution, added
+                    matrix, bias = self.skips[layer]
+                    skip = features.pop(layer)
+                    skip /= LAYER_SCALE[layer]
+                    x += (matrix @ skip.reshape(skip.shape[0], -1)).reshape(x.shape)
+                    x += bias[:, :, None]
                 continue
             conv, relu = step
             x = conv3x3(x, conv, "reflect")
