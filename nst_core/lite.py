@@ -1,16 +1,17 @@
-"""The fast model in numpy alone, for the CLI: a whole ``nst stylize`` call without importing torch.
+"""The fast model without torch, for the CLI: a whole ``nst stylize`` call in ONNX Runtime and numpy.
 
 Why: importing torch costs 2.1 s and ~640 MiB of resident memory on our 2-core AVX2 machines, several
-times what the fast model's render costs (~0.4 s at 512²); numpy costs 0.1 s and ~30 MiB. Every CLI
-call pays the import, so the CLI renders the fast model here when it can (a CPU, fast mode, no colour
-preservation) and hands everything else to the torch engine. The arithmetic is the torch
-``Stylizer``'s, step for step (``tests/test_lite.py`` holds them to the same pixels): the content
-mirrored outwards, the student's relu4_1 and skip layers, AdaIN with the mixed style statistics at
-each, alpha, the decoder.
-"""
+times what the fast model's render costs (~0.4 s at 512²); numpy and ONNX Runtime cost ~0.15 s and
+~50 MiB. Every CLI call pays the import, so the CLI renders the fast model here when it can (a CPU,
+fast mode, no colour preservation) and hands everything else to the torch engine. The arithmetic is
+the torch ``Stylizer``'s, step for step (``tests/test_lite.py`` holds them to the same pixels): the
+content mirrored outwards, the student's relu4_1 and skip layers (ONNX Runtime, graphs built from the
+weights file by ``nst_core.student_graphs``), AdaIN with the mixed style statistics at each, alpha
+(numpy), the decoder (ONNX Runtime)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -23,93 +24,33 @@ from nst_core.architecture import (
     BGR_MEAN,
     BORDER_PAD,
     ENCODER_LAYER,
-    FEATURE_SCALE,
-    LAYER_SCALE,
     MARGIN_SMOOTHING,
-    POOL_AFTER,
-    STUDENT_LAYERS,
     STUDENT_PATH_ENV,
     STUDENT_SKIP_LAYERS,
-    STUDENT_WIDTH,
     can_mirror,
-    decoder_plan,
     encoding_margins,
     layer_stride,
     picture_slices,
-    skip_inputs_in,
     student_path,
 )
+from nst_core.cpu import usable_cpu_cores
 from nst_core.errors import ModelFileError
 from nst_core.options import RenderOptions
+from nst_core.student_graphs import decoder_graph, encoder_graph
 
 EPS = 1e-5  # as nst_core.adain.feature_stats
 
-Conv = tuple[np.ndarray, np.ndarray]  # weight (out, k²·in), taps (dy, dx) outermost; bias (out, 1)
 Features = dict[str, np.ndarray]  # as nst_core.adain.Features
 
 
-STRIPE_ROWS = 16  # output rows per matrix product: the stacked taps of a stripe stay in cache
-
-
-def conv3x3(x: np.ndarray, conv: Conv, pad: str) -> np.ndarray:
-    """3x3 convolution of a (C, H, W) picture with a 1-pixel ``pad`` ("constant": VGG's zeros,
-    "reflect": the decoder's), as one matrix product per stripe of ``STRIPE_ROWS`` output rows.
-
-    Flattened, the padded picture's rows are W+2 long, so each tap's input for every output pixel of a
-    stripe is one contiguous run of each channel, shifted by dy·(W+2)+dx. The nine runs are stacked
-    into a (9·C, pixels) matrix, so BLAS multiplies with K = 9·C instead of nine thin products of K = C
-    (2x faster for the 16-channel layers at full resolution; stacking the whole picture at once cost
-    130 MB at 512 px, a stripe ~5 MB). The two extra columns computed per row are dropped at the end
-    (one spare padded row keeps the last run inside the array).
-    """
-    matrix, bias = conv
-    channels, height, width = x.shape
-    row = width + 2
-    flat = np.pad(x, ((0, 0), (1, 2), (1, 1)), mode=pad).reshape(channels, -1)
-    starts = [dy * row + dx for dy in range(3) for dx in range(3)]
-    out = np.empty((matrix.shape[0], height * row), dtype=np.float32)
-    stacked = np.empty((9, channels, STRIPE_ROWS * row), dtype=np.float32)
-    for first in range(0, height * row, STRIPE_ROWS * row):
-        size = min(STRIPE_ROWS * row, height * row - first)
-        for tap, start in enumerate(starts):
-            stacked[tap, :, :size] = flat[:, first + start : first + start + size]
-        np.matmul(matrix, stacked.reshape(9 * channels, -1)[:, :size], out=out[:, first : first + size])
-    out += bias
-    return out.reshape(-1, height, row)[:, :, :width]
-
-
-def max_pool2x2(x: np.ndarray) -> np.ndarray:
-    """2x2 max pooling, stride 2; an odd last row or column is dropped, as in torch. Four strided
-    views and three maxima: a reduction over reshaped axes was 10x slower."""
-    height, width = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
-    top = np.maximum(x[:, 0:height:2, 0:width:2], x[:, 0:height:2, 1:width:2])
-    bottom = np.maximum(x[:, 1:height:2, 0:width:2], x[:, 1:height:2, 1:width:2])
-    return np.maximum(top, bottom, out=top)
-
-
 class LiteStudent:
-    """The fast model's encoder and decoder as float32 arrays, loaded from its safetensors file."""
+    """The fast model's encoder and decoder as two ONNX Runtime sessions, built from its safetensors file."""
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
-        def conv(prefix: str) -> Conv:
-            weight = tensors[f"{prefix}.weight"].astype(np.float32)  # (out, in, k, k)
-            matrix = weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
-            return np.ascontiguousarray(matrix), tensors[f"{prefix}.bias"].astype(np.float32)[:, None]
-
-        self.encoder = [(name, conv(f"encoder.{name}")) for name in STUDENT_LAYERS]
-        self.skips = {layer: conv(f"decoder.skips.{layer}") for layer in skip_layers_in(tensors)}
-        self.layers = (ENCODER_LAYER, *self.skips)
-        decoder_keys = sorted(
-            int(key.split(".")[2])
-            for key in tensors
-            if key.startswith("decoder.net.") and key.endswith(".weight")
-        )  # decoder.net.<index>.weight, in forward order
-        convs = iter(conv(f"decoder.net.{index}") for index in decoder_keys)
-        plan = decoder_plan(STUDENT_WIDTH)
-        self.decoder = [None if step is None else (next(convs), step[2]) for step in plan]
-        self._added_after = {
-            index: layer for layer, (index, _) in skip_inputs_in(plan, tuple(self.skips)).items()
-        }
+        self.skip_layers = skip_layers_in(tensors)
+        self.layers = (ENCODER_LAYER, *self.skip_layers)
+        self._encoder = runtime_session(encoder_graph(tensors, self.layers))
+        self._decoder = runtime_session(decoder_graph(tensors, self.skip_layers))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> LiteStudent:
@@ -121,15 +62,9 @@ class LiteStudent:
 
     def encode(self, rgb: np.ndarray) -> Features:
         """relu4_1 (C, H/8, W/8) and the decoder's skip layers of an RGB picture (3, H, W) in [0, 1]."""
-        x = rgb[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
-        features = {}
-        for name, conv in self.encoder:
-            x = np.maximum(conv3x3(x, conv, "constant"), 0.0)
-            if name in self.layers:
-                features[name] = x
-            if name in POOL_AFTER:
-                x = max_pool2x2(x)
-        return features
+        bgr = rgb[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
+        maps = self._encoder.run(list(self.layers), {"picture": bgr[None].astype(np.float32, copy=False)})
+        return {layer: value[0] for layer, value in zip(self.layers, maps, strict=True)}
 
     def encode_with_margin(self, image: np.ndarray) -> tuple[Features, Features]:
         """``encode`` of ``image`` mirrored outwards (as ``nst_core.adain``), and the cells of the picture."""
@@ -141,23 +76,9 @@ class LiteStudent:
         }
 
     def decode(self, features: Features) -> np.ndarray:
-        """The picture of ``features``, which it consumes: each map is let go once added in."""
-        x = features.pop(ENCODER_LAYER) / FEATURE_SCALE
-        for index, step in enumerate(self.decoder):
-            if step is None:
-                x = x.repeat(2, axis=1).repeat(2, axis=2)
-                if layer := self._added_after.get(index):  # a 1x1 convolution, added
-                    matrix, bias = self.skips[layer]
-                    skip = features.pop(layer)
-                    skip /= LAYER_SCALE[layer]
-                    x += (matrix @ skip.reshape(skip.shape[0], -1)).reshape(x.shape)
-                    x += bias[:, :, None]
-                continue
-            conv, relu = step
-            x = conv3x3(x, conv, "reflect")
-            if relu:
-                x = np.maximum(x, 0.0)
-        return x
+        """The picture (3, H, W) of ``features``, which it consumes: the CLI's peak memory."""
+        feeds = {layer: features.pop(layer)[None] for layer in self.layers}
+        return self._decoder.run(["picture"], feeds)[0][0]
 
     def stylize(
         self, content: Image.Image, styles: Sequence[Image.Image], weights: Sequence[float], alpha: float
@@ -179,6 +100,33 @@ class LiteStudent:
         return Image.fromarray(
             (np.clip(output.transpose(1, 2, 0), 0.0, 1.0) * 255.0).round().astype(np.uint8)
         )
+
+
+def runtime_session(graph: bytes):  # -> onnxruntime.InferenceSession; imported here, where it is used
+    """An ONNX Runtime session of ``graph`` on this process's cores, quiet unless it fails."""
+    import onnxruntime
+
+    _share_one_arena()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = usable_cpu_cores()
+    options.log_severity_level = 3  # errors only
+    # Threads that sleep between operators: spinning made a render 1.6x slower on our 2-core machines.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    options.enable_mem_pattern = False  # planned per shape, it held ~50 MiB more at the same speed
+    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+@functools.cache
+def _share_one_arena() -> None:
+    """One memory arena for the encoder's and the decoder's sessions (each kept its own: the CLI's
+    peak was ~35 MiB higher); registered once per process."""
+    import onnxruntime
+
+    memory = onnxruntime.OrtMemoryInfo(
+        "Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, onnxruntime.OrtMemType.DEFAULT
+    )
+    onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg(0, -1, -1, -1))
 
 
 def accelerator_present() -> bool:

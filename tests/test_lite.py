@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from nst_core import onnx_graph
 from nst_core.adain import Stylizer
-from nst_core.lite import LiteStudent, serves_without_torch
+from nst_core.lite import LiteStudent, runtime_session, serves_without_torch
 from nst_core.options import RenderOptions
 from nst_core.student import load_student
 from nst_core.tensors import to_pil, to_tensor
@@ -73,3 +74,28 @@ def test_cli_fast_mode_never_imports_torch(student_file, tmp_path):
     )
     assert result.stdout.split()[-2:] == ["0", "False"]
     assert out.stat().st_size > 0
+
+
+def test_a_graph_written_without_the_onnx_package_runs_as_its_nodes_say():
+    """Integers past one varint byte (a 300-channel weight), strings and int lists as attributes,
+    an omitted optional input, a float and an int64 constant."""
+    rng = np.random.default_rng(0)
+    weight, bias = rng.normal(size=(300, 2, 1, 1)).astype(np.float32), np.arange(300, dtype=np.float32)
+    nodes = [
+        onnx_graph.node("Conv", ["x", "w", "b"], ["conv"], pads=[0, 0, 0, 0]),
+        onnx_graph.node("Pad", ["conv", "pads"], ["padded"], mode="reflect"),
+        onnx_graph.node("Resize", ["padded", "", "twice"], ["y"], mode="nearest",
+                        coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+    ]  # fmt: skip
+    constants = [
+        onnx_graph.tensor("w", weight),
+        onnx_graph.tensor("b", bias),
+        onnx_graph.tensor("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], dtype=np.int64)),
+        onnx_graph.tensor("twice", np.array([1, 1, 2, 2], dtype=np.float32)),
+    ]
+    session = runtime_session(onnx_graph.model("probe", nodes, constants, ["x"], ["y"]))
+    x = rng.normal(size=(1, 2, 3, 4)).astype(np.float32)
+    conv = np.einsum("oi,nihw->nohw", weight[:, :, 0, 0], x) + bias[:, None, None]
+    padded = np.pad(conv, ((0, 0), (0, 0), (1, 0), (0, 2)), mode="reflect")
+    expected = padded.repeat(2, axis=2).repeat(2, axis=3)
+    np.testing.assert_allclose(session.run(["y"], {"x": x})[0], expected, rtol=1e-5, atol=1e-4)

@@ -16,6 +16,7 @@ from nst_core.lite import LiteStudent
 from nst_core.options import EngineSpec, RenderOptions
 from nst_core.pipeline import Engine
 from nst_core.student import load_student, save_student
+from nst_core.tensors import to_pil, to_tensor
 
 
 @pytest.fixture()
@@ -66,11 +67,15 @@ def test_a_student_file_from_before_the_skip_inputs_renders_without_them(
     path = tmp_path / "before-skips.safetensors"
     save_student(fast_stylizer.encoder, plain, path)
     encoder, decoder = load_student(path)
-    assert decoder.skip_layers == () and LiteStudent.load(path).layers == ("relu4_1",)
+    lite = LiteStudent.load(path)
+    assert decoder.skip_layers == () and lite.layers == ("relu4_1",)
     expected = Stylizer(fast_stylizer.encoder, plain, torch.device("cpu")).stylize(content, [style])
     torch.testing.assert_close(
         Stylizer(encoder, decoder, torch.device("cpu")).stylize(content, [style]), expected, atol=0.02, rtol=0
     )
+    in_float32 = Stylizer(encoder, decoder, torch.device("cpu"), bf16=False).stylize(content, [style])
+    painted = lite.stylize(to_pil(content), [to_pil(style)], [1.0], 1.0)  # the CLI's runtime
+    torch.testing.assert_close(to_tensor(painted), to_tensor(to_pil(in_float32)), atol=2 / 255, rtol=0)
     assert (expected - fast_stylizer.stylize(content, [style])).abs().mean() > 0.01  # skips count
 
 
