@@ -113,7 +113,7 @@ def runtime_session(graph: bytes):  # -> onnxruntime.InferenceSession; imported 
     # Threads that sleep between operators: spinning made a render 1.6x slower on our 2-core machines.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.use_env_allocators", "1")
-    options.enable_mem_pattern = False  # planned per shape, it held ~50 MiB more at the same speed
+    options.enable_mem_pattern = False  # buffers planned per input shape: more memory held, no faster
     return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
