@@ -3,7 +3,7 @@
 The same arithmetic as ``nst_core.vgg``'s student encoder and ``nst_core.decoder.Decoder``, layer for
 layer: zero-padded 3x3 convolutions, ReLUs and 2x2 max pools up to relu4_1; then reflection-padded
 convolutions, 2x nearest upsampling and the skip inputs' 1x1 convolutions. ONNX Runtime runs this
-stack 1.5x faster than the same in numpy (im2col and BLAS) on our 2-core CPUs (benchmarks/RESULTS.md).
+stack 1.6-3x faster than numpy (im2col and BLAS) did on our 2-core CPUs (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
