@@ -1,13 +1,13 @@
 """The fast model without torch, for the CLI: a whole ``nst stylize`` call in ONNX Runtime and numpy.
 
 Why: importing torch costs 2.1 s and ~640 MiB of resident memory on our 2-core AVX2 machines, several
-times what the fast model's render costs (~0.4 s at 512²); numpy and ONNX Runtime cost ~0.15 s and
-~50 MiB. Every CLI call pays the import, so the CLI renders the fast model here when it can (a CPU,
-fast mode, no colour preservation) and hands everything else to the torch engine. The arithmetic is
-the torch ``Stylizer``'s, step for step (``tests/test_lite.py`` holds them to the same pixels): the
-content mirrored outwards, the student's relu4_1 and skip layers (ONNX Runtime, graphs built from the
-weights file by ``nst_core.student_graphs``), AdaIN with the mixed style statistics at each, alpha
-(numpy), the decoder (ONNX Runtime)."""
+times what the fast model's render costs (~0.25 s at 512² on our AMD EPYCs); numpy and ONNX Runtime
+cost ~0.15 s and ~50 MiB. Every CLI call pays the import, so the CLI renders the fast model here when
+it can (a CPU, fast mode, no colour preservation) and hands everything else to the torch engine. The
+arithmetic is the torch ``Stylizer``'s, step for step (``tests/test_lite.py`` holds them to the same
+pixels): the content mirrored outwards, the student's relu4_1 and skip layers (ONNX Runtime, graphs
+built from the weights file by ``nst_core.student_graphs``), AdaIN with the mixed style statistics at
+each, alpha (numpy), the decoder (ONNX Runtime)."""
 
 from __future__ import annotations
 
