@@ -47,10 +47,10 @@ class LiteStudent:
     """The fast model's encoder and decoder as two ONNX Runtime sessions, built from its safetensors file."""
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
-        self.skip_layers = skip_layers_in(tensors)
-        self.layers = (ENCODER_LAYER, *self.skip_layers)
+        skip_layers = skip_layers_in(tensors)
+        self.layers = (ENCODER_LAYER, *skip_layers)
         self._encoder = runtime_session(encoder_graph(tensors, self.layers))
-        self._decoder = runtime_session(decoder_graph(tensors, self.skip_layers))
+        self._decoder = runtime_session(decoder_graph(tensors, skip_layers))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> LiteStudent:
@@ -63,7 +63,7 @@ class LiteStudent:
     def encode(self, rgb: np.ndarray) -> Features:
         """relu4_1 (C, H/8, W/8) and the decoder's skip layers of an RGB picture (3, H, W) in [0, 1]."""
         bgr = rgb[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
-        maps = self._encoder.run(list(self.layers), {"picture": bgr[None].astype(np.float32, copy=False)})
+        maps = self._encoder.run(list(self.layers), {"picture": bgr[None]})
         return {layer: value[0] for layer, value in zip(self.layers, maps, strict=True)}
 
     def encode_with_margin(self, image: np.ndarray) -> tuple[Features, Features]:

@@ -64,7 +64,7 @@ def node(
     )
 
 
-def float_map(name: str) -> bytes:
+def _float_map(name: str) -> bytes:
     """A ValueInfoProto: a float32 (1, C, H, W) map whose channels and size are left to the caller."""
     dims = _bytes(1, _int(1, 1)) + b"".join(_bytes(1, _bytes(2, f"{name}_{axis}")) for axis in "chw")
     tensor_type = _int(1, _FLOAT) + _bytes(2, dims)
@@ -78,13 +78,13 @@ def model(
     inputs: Sequence[str],
     outputs: Sequence[str],
 ) -> bytes:
-    """A serialized ModelProto of one graph; ``inputs`` and ``outputs`` are float maps (``float_map``)."""
+    """A serialized ModelProto of one graph; ``inputs`` and ``outputs`` are float maps (``_float_map``)."""
     graph = (
         b"".join(_bytes(1, item) for item in nodes)
         + _bytes(2, name)
         + b"".join(_bytes(5, item) for item in constants)
-        + b"".join(_bytes(11, float_map(item)) for item in inputs)
-        + b"".join(_bytes(12, float_map(item)) for item in outputs)
+        + b"".join(_bytes(11, _float_map(item)) for item in inputs)
+        + b"".join(_bytes(12, _float_map(item)) for item in outputs)
     )
     opset = _bytes(1, "") + _int(2, OPSET)
     return _int(1, IR_VERSION) + _bytes(2, "atelier") + _bytes(7, graph) + _bytes(8, opset)

@@ -50,7 +50,7 @@ def encoder_graph(tensors: Tensors, outputs: Sequence[str]) -> bytes:
             onnx_graph.node("Relu", [f"{name}.conv"], [name]),
         ]
         x = name
-        if name in POOL_AFTER and name != ENCODER_LAYER:
+        if name in POOL_AFTER:
             nodes.append(
                 onnx_graph.node("MaxPool", [x], [f"{name}.pool"], kernel_shape=[2, 2], strides=[2, 2])
             )
@@ -96,13 +96,13 @@ def decoder_graph(tensors: Tensors, skip_layers: Sequence[str]) -> bytes:
                 ]
                 out = f"{out}.sum"
         else:
-            prefix = next(convs)
+            prefix, relu = next(convs), step[2]
             constants += _weights(tensors, prefix)
             nodes += [
                 onnx_graph.node("Pad", [x, "reflect_1"], [f"{out}.padded"], mode="reflect"),
-                _conv(prefix, f"{out}.padded", out if not step[2] else f"{out}.conv", 0),
+                _conv(prefix, f"{out}.padded", f"{out}.conv" if relu else out, 0),
             ]
-            if step[2]:
+            if relu:
                 nodes.append(onnx_graph.node("Relu", [f"{out}.conv"], [out]))
         x = out
     nodes.append(onnx_graph.node("Identity", [x], ["picture"]))
