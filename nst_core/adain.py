@@ -71,6 +71,18 @@ def mix_stats(stats: Sequence[StyleStats], weights: Sequence[float]) -> StyleSta
     return StyleStats(mean, std)  # type: ignore[arg-type]
 
 
+def joined_layer_stats(batches: Sequence[LayerStats], layers: Sequence[str] | None = None) -> LayerStats:
+    """One batch's statistics from several batches' (``slice_stats``'s inverse), at ``layers`` (default:
+    the first batch's)."""
+    return {
+        layer: StyleStats(
+            torch.cat([stats[layer].mean for stats in batches]),
+            torch.cat([stats[layer].std for stats in batches]),
+        )
+        for layer in (batches[0] if layers is None else layers)
+    }
+
+
 def confined_to_picture(features: torch.Tensor, picture: torch.Tensor) -> tuple[torch.Tensor, StyleStats]:
     """Features of a picture encoded with a mirrored margin, and the statistics AdaIN should use
     (``picture``: the cells of ``features`` that see the picture, ``Stylizer.encode_with_margin``).
@@ -177,6 +189,8 @@ class Stylizer:
         self.decoder = decoder.to(device, memory_format=memory_format).eval().requires_grad_(False)
         self.decoder_trained = decoder_trained
         self.layers = (ENCODER_LAYER, *decoder.skip_layers)
+        # Statistics are kept at these: the decoder's layers and those its conditioning reads.
+        self.stat_layers = tuple(dict.fromkeys((*self.layers, *decoder.condition_layers)))
         self._cache: OrderedDict[str, LayerStats] = OrderedDict()
         self._cache_size = cache_size
         self.border_pad = border_pad
@@ -216,19 +230,27 @@ class Stylizer:
     def _precision(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def encode(self, image: torch.Tensor) -> Features:
-        """The decoder's ``layers`` of ``image``, in float32 whatever precision the encoder ran in."""
+    def encode(self, image: torch.Tensor, layers: Sequence[str] | None = None) -> Features:
+        """``layers`` (default: the decoder's) of ``image``, in float32 whatever precision the encoder
+        ran in."""
+        layers = self.layers if layers is None else layers
         with self._precision():
-            features = self.encoder(self._prepare(image), self.layers)
-        return {layer: features[layer].float() for layer in self.layers}
+            features = self.encoder(self._prepare(image), layers)
+        return {layer: features[layer].float() for layer in layers}
 
-    def decode(self, features: Features) -> torch.Tensor:
+    def decode(self, features: Features, condition: LayerStats | None = None) -> torch.Tensor:
+        """The pictures of ``features`` (the decoder's ``layers``); ``condition``: the statistics at
+        ``stat_layers`` they are to have, for a conditioned decoder (``condition_stats``)."""
         with self._precision():
-            return self.decoder(features).float()
+            return self.decoder(features, condition).float()
 
-    def encode_with_margin(self, images: torch.Tensor) -> tuple[Features, Features]:
-        """``layers`` of ``images`` mirrored outwards by ``border_pad``, and the cells seeing the picture."""
-        features = self.encode(padded_for_encoding(images, self.border_pad))
+    def encode_with_margin(
+        self, images: torch.Tensor, layers: Sequence[str] | None = None
+    ) -> tuple[Features, Features]:
+        """``layers`` (default: ``stat_layers``) of ``images`` mirrored outwards by ``border_pad``, and
+        the cells seeing the picture."""
+        layers = self.stat_layers if layers is None else layers
+        features = self.encode(padded_for_encoding(images, self.border_pad), layers)
         height, width = images.shape[-2:]
         return features, {
             layer: value[..., *picture_slices(self.border_pad, height, width, layer_stride(layer))]
@@ -236,7 +258,7 @@ class Stylizer:
         }
 
     def style_stats(self, style: torch.Tensor) -> LayerStats:
-        """Statistics of a style image at ``layers``, from the cache when these exact pixels were seen."""
+        """A style image's statistics at ``stat_layers``, from the cache when these exact pixels were seen."""
         key = hashlib.blake2b(style.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).hexdigest()
         key += f"{tuple(style.shape)}/{self.border_pad}"
         with self._lock:
@@ -265,15 +287,41 @@ class Stylizer:
     ) -> Features:
         """The decoder input t = (1 - a) f(c) + a * sum_i w_i AdaIN(f(c), f(s_i)) at each layer; weights
         sum to 1. ``content_stats``: f(c)'s statistics when not all of its maps are the picture's."""
-        weights = weights or equal_weights(len(styles))
-        active = [(w, self.style_stats(s)) for w, s in zip(weights, styles, strict=True) if w > 0]
+        return self.adain_targets(content_features, self.mixed_stats(styles, weights), alpha, content_stats)
+
+    def adain_targets(
+        self, content_features: Features, mixed: LayerStats, alpha: float, content_stats: LayerStats | None
+    ) -> Features:
+        """``target_features`` from the styles' ``mixed_stats``."""
         targets = {}
         with torch.inference_mode():
             for layer, features in content_features.items():
-                stats = mix_stats([s[layer] for _, s in active], [w for w, _ in active])
-                target = adain(features, stats, None if content_stats is None else content_stats[layer])
+                own = None if content_stats is None else content_stats[layer]
+                target = adain(features, mixed[layer], own)
                 targets[layer] = target if alpha >= 1.0 else alpha * target + (1.0 - alpha) * features
         return targets
+
+    def mixed_stats(self, styles: Sequence[torch.Tensor], weights: Sequence[float] | None) -> LayerStats:
+        """sum_i w_i f(s_i)'s statistics at ``stat_layers`` (weights sum to 1; equal if not given)."""
+        weights = weights or equal_weights(len(styles))
+        active = [(w, self.style_stats(s)) for w, s in zip(weights, styles, strict=True) if w > 0]
+        kept = [w for w, _ in active]
+        return {layer: mix_stats([s[layer] for _, s in active], kept) for layer in self.stat_layers}
+
+    def condition_stats(
+        self, mixed: LayerStats, alpha: float, content_stats: LayerStats
+    ) -> LayerStats | None:
+        """What a conditioned decoder is told the picture's statistics are to be: the styles'
+        ``mixed_stats``, blended with the content's own by ``alpha`` as ``target_features`` blends the
+        features (both are linear in the statistics); None for a decoder without conditioning."""
+        if self.decoder.condition is None:
+            return None
+        if alpha >= 1.0:  # the content's own statistics have no say (nor were they all computed)
+            return {layer: mixed[layer] for layer in self.decoder.condition_layers}
+        return {
+            layer: mix_stats([mixed[layer], content_stats[layer]], [alpha, 1.0 - alpha])
+            for layer in self.decoder.condition_layers
+        }
 
     def stylize(
         self, content: torch.Tensor, styles: Sequence[torch.Tensor], options: RenderOptions = DEFAULT_OPTIONS
@@ -301,20 +349,25 @@ class Stylizer:
         if len({tuple(item[1].shape) for item in prepared}) != 1:
             raise ValueError("a batch needs contents of one size")
         contents = torch.cat([item[1] for item in prepared])
+        # The contents' statistics at the conditioning's layers only where alpha blends them in.
+        own_layers = self.stat_layers if any(item[3].alpha < 1.0 for item in prepared) else self.layers
         with torch.inference_mode():
-            features, own = confined_layers(*self.encode_with_margin(contents))
-            targets = [
-                self.target_features(
-                    {layer: value[index : index + 1] for layer, value in features.items()},
-                    styles,
-                    options.weights_for(len(styles)),
-                    options.alpha,
-                    slice_stats(own, slice(index, index + 1)),
-                )
-                for index, (_, _, styles, options) in enumerate(prepared)
-            ]
+            maps, pictures = self.encode_with_margin(contents, own_layers)
+            features, own = confined_layers(
+                {layer: maps[layer] for layer in self.layers},
+                {layer: pictures[layer] for layer in self.layers},
+            )
+            own |= {layer: feature_stats(pictures[layer]) for layer in own_layers if layer not in own}
+            targets, conditions = [], []
+            for index, (_, _, styles, options) in enumerate(prepared):
+                content_stats = slice_stats(own, slice(index, index + 1))
+                mixed = self.mixed_stats(styles, options.weights_for(len(styles)))
+                content = {layer: value[index : index + 1] for layer, value in features.items()}
+                targets.append(self.adain_targets(content, mixed, options.alpha, content_stats))
+                conditions.append(self.condition_stats(mixed, options.alpha, content_stats))
             batch = {layer: torch.cat([target[layer] for target in targets]) for layer in self.layers}
-            outputs = without_margin(self.decode(batch), self.border_pad, contents)
+            condition = None if conditions[0] is None else joined_layer_stats(conditions)
+            outputs = without_margin(self.decode(batch, condition), self.border_pad, contents)
             outputs = outputs.clamp(0, 1).cpu()
         return [
             color_output(outputs[index : index + 1].contiguous(), content, options.preserve_color)

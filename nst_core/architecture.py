@@ -65,6 +65,16 @@ STUDENT_WIDTH = 512 // WIDTH_DIVISOR  # relu4_1 channels
 # quarter-width relu4_1 alone holds too little of a picture's layout and of a style's mid-level
 # statistics (weights/README.md, the fast model's card).
 STUDENT_SKIP_LAYERS = ("relu3_1", "relu2_1")
+# And it is conditioned on a style's channel statistics at every student layer (FiLM, ``nst_core.decoder``):
+# a global, non-linear reading of them that its convolutions, one cell at a time, cannot make.
+STUDENT_CONDITION = {name: out // WIDTH_DIVISOR for name, _, _, out in CONV_LAYERS if name in STUDENT_LAYERS}
+CONDITION_HIDDEN = 256  # the conditioning MLP's hidden width
+# Its outputs are multiplied by this: Adam moves every weight by about the learning rate per step,
+# whatever its gradient, and each scale or shift sums 256 hidden units, so at the decoder's rate they
+# moved so fast that short runs diverged.
+FILM_GAIN = 0.1
+# A convolution's scale stays within 1 ± this (tanh): nine unbounded ones compound.
+FILM_SCALE_RANGE = 0.5
 STUDENT_PATH_ENV = "NST_STUDENT_PATH"
 DEFAULT_STUDENT_PATH = WEIGHTS_DIR / "student.safetensors"
 

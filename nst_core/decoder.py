@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn import functional as F
 
-from nst_core.architecture import ENCODER_LAYER, FEATURE_SCALE, LAYER_SCALE, decoder_plan, skip_inputs_in
+from nst_core.architecture import (
+    CONDITION_HIDDEN,
+    ENCODER_LAYER,
+    FEATURE_SCALE,
+    FILM_GAIN,
+    FILM_SCALE_RANGE,
+    LAYER_SCALE,
+    decoder_plan,
+    skip_inputs_in,
+)
 from nst_core.errors import ModelFileError
 
 DECODER_PATH_ENV = "NST_DECODER_PATH"
@@ -23,6 +34,74 @@ def _conv(c_in: int, c_out: int, relu: bool = True) -> list[nn.Module]:
     return [*layers, nn.ReLU(inplace=True)] if relu else layers
 
 
+class Stats(Protocol):
+    """A layer's channel statistics (``nst_core.adain.StyleStats``), each of shape (N, C, 1, 1)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+class StyleCondition(nn.Module):
+    """A style's channel statistics at ``channels``' layers, read by a small MLP into a per-channel
+    scale and shift of each decoder convolution (FiLM, Perez et al. 2018).
+
+    Why: the decoder's convolutions see the style only through its AdaIN'd features, a cell at a
+    time, and a linear reading of the quarter-width student's statistics predicts VGG-19's deep channel
+    means poorly (the fast model's card); an MLP over all of them is global and non-linear. Its
+    statistics are linear in the style's, so ``/mix`` and alpha blend them as they blend AdaIN's. The
+    last layer starts at zero: scale 1, shift 0, the decoder it joins unchanged.
+    """
+
+    def __init__(self, channels: Mapping[str, int], film_channels: Sequence[int]) -> None:
+        super().__init__()
+        self.layers = tuple(channels)
+        self.film_channels = tuple(film_channels)
+        size = 2 * sum(channels.values())
+        # Each statistic standardised over training pictures (``calibrate``): raw ones span 1-500.
+        self.register_buffer("center", torch.zeros(size))
+        self.register_buffer("spread", torch.ones(size))
+        self.hidden = nn.Linear(size, CONDITION_HIDDEN)
+        self.film = nn.Linear(CONDITION_HIDDEN, 2 * sum(self.film_channels))
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def _parts(self, stats: Mapping[str, Stats]) -> list[torch.Tensor]:
+        """Each layer's means, then its stds, as (N, C) tensors."""
+        return [part.flatten(1) for layer in self.layers for part in (stats[layer].mean, stats[layer].std)]
+
+    def describe(self, stats: Mapping[str, Stats]) -> torch.Tensor:
+        """(N, size): every layer's means, then its stds."""
+        return torch.cat(self._parts(stats), dim=1)
+
+    @torch.no_grad()
+    def calibrate(self, stats: Mapping[str, Stats]) -> None:
+        """Centre each statistic on these pictures' average and scale each layer's means (and stds) by
+        their spread about it, one number per group and at least a tenth of their typical size: per
+        channel, or for pictures all alike, a statistic that barely varies would be blown up. Only
+        while the MLP has learned nothing."""
+        if self.film.weight.any():
+            raise RuntimeError("the conditioning has been trained: calibrating would change its input")
+        parts = [part.float() for part in self._parts(stats)]
+        self.center.copy_(torch.cat([part.mean(dim=0) for part in parts]))
+        spreads = [
+            torch.maximum((part - part.mean(dim=0)).square().mean(), 0.01 * part.square().mean()).sqrt()
+            for part in parts
+        ]
+        widths = [part.shape[1] for part in parts]
+        self.spread.copy_(torch.cat([spread.expand(w) for spread, w in zip(spreads, widths, strict=True)]))
+
+    def forward(self, stats: Mapping[str, Stats]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(scale, shift), each (N, C, 1, 1), for each decoder convolution in order."""
+        hidden = torch.relu(self.hidden((self.describe(stats) - self.center) / self.spread))
+        scales, shifts = (FILM_GAIN * self.film(hidden)).chunk(2, dim=1)
+        return [
+            (1.0 + FILM_SCALE_RANGE * torch.tanh(scale[..., None, None]), shift[..., None, None])
+            for scale, shift in zip(
+                scales.split(self.film_channels, dim=1), shifts.split(self.film_channels, dim=1), strict=True
+            )
+        ]
+
+
 class Decoder(nn.Module):
     """Maps relu4_1 features back to an RGB image in [0, 1] (8x the feature map's size).
 
@@ -32,9 +111,13 @@ class Decoder(nn.Module):
     layer narrows with it. ``skip_layers``: shallower encoder layers it also reads (the fast model's,
     ``STUDENT_SKIP_LAYERS``), each added through a 1x1 convolution right after the upsampling that
     reaches its resolution; they start at zero, so a decoder trained without them is unchanged.
+    ``condition``: channel counts of the layers whose statistics condition every convolution
+    (``StyleCondition``; the fast model's ``STUDENT_CONDITION``), none by default.
     """
 
-    def __init__(self, width: int = 512, skip_layers: Sequence[str] = ()) -> None:
+    def __init__(
+        self, width: int = 512, skip_layers: Sequence[str] = (), condition: Mapping[str, int] | None = None
+    ) -> None:
         super().__init__()
         plan = decoder_plan(width)
         self.skip_layers = tuple(skip_layers)
@@ -55,17 +138,54 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.skips[layer].weight)
             nn.init.zeros_(self.skips[layer].bias)
         self._added_after = {net_index[index]: layer for layer, (index, _) in joins.items()}
+        self.condition = (
+            StyleCondition(condition, [step[1] for step in plan if step is not None]) if condition else None
+        )
 
-    def forward(self, features: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``features``: relu4_1, or a mapping of relu4_1 and every one of ``skip_layers``."""
+    @property
+    def condition_layers(self) -> tuple[str, ...]:
+        """The layers whose statistics ``forward`` needs as ``style`` (none unconditioned)."""
+        return () if self.condition is None else self.condition.layers
+
+    def forward(
+        self, features: torch.Tensor | Mapping[str, torch.Tensor], style: Mapping[str, Stats] | None = None
+    ) -> torch.Tensor:
+        """``features``: relu4_1, or a mapping of relu4_1 and every one of ``skip_layers``; ``style``: the
+        statistics at ``condition_layers`` the picture is to have (a conditioned decoder only)."""
         if not isinstance(features, Mapping):
             return self.net(features / FEATURE_SCALE)
+        if (self.condition is None) != (style is None):
+            raise ValueError("a conditioned decoder needs the style's statistics, and only it takes them")
+        films = iter(self.condition(style)) if self.condition is not None else None
         x = features[ENCODER_LAYER] / FEATURE_SCALE
         for index, module in enumerate(self.net):
-            x = module(x)
+            if films is not None and isinstance(module, nn.Conv2d):
+                x = _conditioned_conv(module, x, *next(films))
+            else:
+                x = module(x)
             if layer := self._added_after.get(index):
                 x = x + self.skips[layer](features[layer] / LAYER_SCALE[layer])
         return x
+
+
+def _conditioned_conv(
+    conv: nn.Conv2d, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
+    """conv(x) * scale + shift. In training, for the whole batch at once; at inference folded into the
+    convolution's weights and bias picture by picture, which spares two passes over each
+    full-resolution map and paints a picture alike whether it comes alone or in a batch."""
+    if torch.is_grad_enabled():
+        return conv(x) * scale + shift
+    return torch.cat(
+        [
+            F.conv2d(
+                part,
+                conv.weight * factor.reshape(-1, 1, 1, 1),
+                conv.bias * factor.flatten() + offset.flatten(),
+            )
+            for part, factor, offset in zip(x.split(1), scale, shift, strict=True)
+        ]
+    )
 
 
 def decoder_path(path: str | os.PathLike[str] | None = None) -> Path:

@@ -24,7 +24,10 @@ from nst_core.architecture import (
     BGR_MEAN,
     BORDER_PAD,
     ENCODER_LAYER,
+    FILM_GAIN,
+    FILM_SCALE_RANGE,
     MARGIN_SMOOTHING,
+    STUDENT_CONDITION,
     STUDENT_PATH_ENV,
     STUDENT_SKIP_LAYERS,
     can_mirror,
@@ -41,6 +44,7 @@ from nst_core.student_graphs import decoder_graph, encoder_graph
 EPS = 1e-5  # as nst_core.adain.feature_stats
 
 Features = dict[str, np.ndarray]  # as nst_core.adain.Features
+Stats = tuple[np.ndarray, np.ndarray]  # a layer's channel means and stds, as nst_core.adain.StyleStats
 
 
 class LiteStudent:
@@ -49,8 +53,11 @@ class LiteStudent:
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         skip_layers = skip_layers_in(tensors)
         self.layers = (ENCODER_LAYER, *skip_layers)
-        self._encoder = runtime_session(encoder_graph(tensors, self.layers))
-        self._decoder = runtime_session(decoder_graph(tensors, skip_layers))
+        condition = condition_in(tensors)
+        self._condition = None if condition is None else _Condition(tensors, tuple(condition))
+        self.stat_layers = tuple(dict.fromkeys((*self.layers, *(condition or ()))))
+        self._encoder = runtime_session(encoder_graph(tensors, self.stat_layers))
+        self._decoder = runtime_session(decoder_graph(tensors, skip_layers, condition is not None))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> LiteStudent:
@@ -60,46 +67,95 @@ class LiteStudent:
         except Exception as exc:
             raise not_a_student(target, exc) from exc
 
-    def encode(self, rgb: np.ndarray) -> Features:
-        """relu4_1 (C, H/8, W/8) and the decoder's skip layers of an RGB picture (3, H, W) in [0, 1]."""
+    def encode(self, rgb: np.ndarray, layers: Sequence[str]) -> Features:
+        """``layers`` (relu4_1 is (C, H/8, W/8)) of an RGB picture (3, H, W) in [0, 1]."""
         bgr = rgb[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
-        maps = self._encoder.run(list(self.layers), {"picture": bgr[None]})
-        return {layer: value[0] for layer, value in zip(self.layers, maps, strict=True)}
+        maps = self._encoder.run(list(layers), {"picture": bgr[None]})
+        return {layer: value[0] for layer, value in zip(layers, maps, strict=True)}
 
-    def encode_with_margin(self, image: np.ndarray) -> tuple[Features, Features]:
+    def encode_with_margin(self, image: np.ndarray, layers: Sequence[str]) -> tuple[Features, Features]:
         """``encode`` of ``image`` mirrored outwards (as ``nst_core.adain``), and the cells of the picture."""
-        features = self.encode(_mirrored(image, BORDER_PAD))
+        features = self.encode(_mirrored(image, BORDER_PAD), layers)
         height, width = image.shape[1:]
         return features, {
             layer: value[(slice(None), *picture_slices(BORDER_PAD, height, width, layer_stride(layer)))]
             for layer, value in features.items()
         }
 
-    def decode(self, features: Features) -> np.ndarray:
-        """The picture (3, H, W) of ``features``, which it consumes: the CLI's peak memory."""
+    def decode(self, features: Features, condition: dict[str, Stats] | None = None) -> np.ndarray:
+        """The picture (3, H, W) of ``features``, which it consumes (the CLI's peak memory); ``condition``:
+        the statistics it is to have, for a conditioned decoder."""
         feeds = {layer: features.pop(layer)[None] for layer in self.layers}
+        if self._condition is not None:
+            feeds |= self._condition.films(condition)
         return self._decoder.run(["picture"], feeds)[0][0]
 
     def stylize(
         self, content: Image.Image, styles: Sequence[Image.Image], weights: Sequence[float], alpha: float
     ) -> Image.Image:
         """``content`` in the mixed style of ``styles`` (weights summing to 1), at its own size."""
-        features, pictures = self.encode_with_margin(_to_array(content))
-        mixed = {layer: (np.float32(0.0), np.float32(0.0)) for layer in self.layers}
+        own_stats_needed = self._condition is not None and alpha < 1.0  # for the conditioning's blend
+        features, pictures = self.encode_with_margin(
+            _to_array(content), self.stat_layers if own_stats_needed else self.layers
+        )
+        mixed = {layer: (np.float32(0.0), np.float32(0.0)) for layer in self.stat_layers}
         for style, weight in zip(styles, weights, strict=True):
             if weight > 0:  # sum_i w_i AdaIN(f, s_i) is AdaIN with the mixed statistics
-                for layer, cells in self.encode_with_margin(_to_array(style))[1].items():
-                    mean, std = _stats(cells)
+                cells = self.encode_with_margin(_to_array(style), self.stat_layers)[1]
+                for layer, picture in cells.items():
+                    mean, std = _stats(picture)
                     mixed[layer] = (mixed[layer][0] + weight * mean, mixed[layer][1] + weight * std)
+        condition = None
+        if self._condition is not None:  # blended with the content's own by alpha, as the features are
+            condition = {layer: mixed[layer] for layer in self._condition.layers}
+            if own_stats_needed:
+                own = {layer: _stats(pictures[layer]) for layer in self._condition.layers}
+                condition = {
+                    layer: tuple(alpha * m + (1.0 - alpha) * o for m, o in zip(mix, own[layer], strict=True))
+                    for layer, mix in condition.items()
+                }
         targets = {}
         for layer in self.layers:  # each map is let go once its target is made: the CLI's peak memory
             targets[layer] = _adain_target(features.pop(layer), pictures.pop(layer), *mixed[layer], alpha)
-        output = self.decode(targets)
+        features.clear()
+        pictures.clear()
+        output = self.decode(targets, condition)
         height, width = content.height, content.width
         output = output[:, BORDER_PAD : BORDER_PAD + height, BORDER_PAD : BORDER_PAD + width]
         return Image.fromarray(
             (np.clip(output.transpose(1, 2, 0), 0.0, 1.0) * 255.0).round().astype(np.uint8)
         )
+
+
+class _Condition:
+    """``nst_core.decoder.StyleCondition`` in numpy: the style's statistics, standardised, through the
+    MLP into each decoder convolution's scale and shift (the decoder graph's "film<i>" inputs)."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray], layers: tuple[str, ...]) -> None:
+        def weight(name: str) -> np.ndarray:
+            return tensors[f"decoder.condition.{name}"].astype(np.float32)
+
+        self.layers = layers
+        self._center, self._spread = weight("center"), weight("spread")
+        self._hidden = (weight("hidden.weight"), weight("hidden.bias"))
+        self._film = (weight("film.weight"), weight("film.bias"))
+        biases = [key for key in tensors if key.startswith("decoder.net.") and key.endswith(".bias")]
+        convs = sorted(int(key.split(".")[2]) for key in biases)  # decoder.net.<index>.bias, in order
+        self._widths = [len(tensors[f"decoder.net.{index}.bias"]) for index in convs]
+
+    def films(self, stats: Mapping[str, Stats]) -> dict[str, np.ndarray]:
+        described = np.concatenate([part.reshape(-1) for layer in self.layers for part in stats[layer]])
+        standardised = (described - self._center) / self._spread
+        hidden = np.maximum(self._hidden[0] @ standardised + self._hidden[1], 0.0)
+        scales, shifts = np.split(FILM_GAIN * (self._film[0] @ hidden + self._film[1]), 2)
+        scales = 1.0 + FILM_SCALE_RANGE * np.tanh(scales)
+        feeds, start = {}, 0
+        for index, width in enumerate(self._widths):
+            part = slice(start, start + width)
+            feeds[f"film{index}.scale"] = scales[part].reshape(1, width, 1, 1).astype(np.float32)
+            feeds[f"film{index}.shift"] = shifts[part].reshape(1, width, 1, 1).astype(np.float32)
+            start += width
+        return feeds
 
 
 def runtime_session(graph: bytes):  # -> onnxruntime.InferenceSession; imported here, where it is used
@@ -165,6 +221,12 @@ def read_student(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, 
 def skip_layers_in(tensors: Mapping[str, object]) -> tuple[str, ...]:
     """The skip inputs a student file's decoder has (none in files from before them)."""
     return tuple(layer for layer in STUDENT_SKIP_LAYERS if f"decoder.skips.{layer}.weight" in tensors)
+
+
+def condition_in(tensors: Mapping[str, object]) -> dict[str, int] | None:
+    """The layers (and channels) whose statistics condition a student file's decoder (none in files
+    from before the conditioning)."""
+    return STUDENT_CONDITION if "decoder.condition.film.weight" in tensors else None
 
 
 def not_a_student(target: Path, exc: Exception) -> ModelFileError:

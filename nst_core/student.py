@@ -17,12 +17,18 @@ import os
 
 import torch
 
-from nst_core.architecture import STUDENT_LAYERS, STUDENT_SKIP_LAYERS, STUDENT_WIDTH, WIDTH_DIVISOR
+from nst_core.architecture import (
+    STUDENT_CONDITION,
+    STUDENT_LAYERS,
+    STUDENT_SKIP_LAYERS,
+    STUDENT_WIDTH,
+    WIDTH_DIVISOR,
+)
 from nst_core.decoder import Decoder, save_module, seeded
-from nst_core.lite import not_a_student, read_student, skip_layers_in
+from nst_core.lite import condition_in, not_a_student, read_student, skip_layers_in
 from nst_core.vgg import VGGEncoder, load_vgg_weights
 
-FORMAT = "atelier-adain-student-v2"  # v2: the decoder's skip inputs; v1 files (without) still load
+FORMAT = "atelier-adain-student-v3"  # v2: skip inputs, v3: conditioning; older files still load
 
 Weights = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -52,15 +58,16 @@ def pruned_encoder(teacher: Weights, images: torch.Tensor, divisor: int = WIDTH_
 
 def untrained_student(images: torch.Tensor, vgg_path: str | None = None) -> tuple[VGGEncoder, Decoder]:
     """Training's starting point: the pruned teacher calibrated on ``images`` and a seeded random
-    decoder with the skip inputs (a pruned copy of the full model's decoder paints noise: PSNR 5 dB)."""
+    decoder with the skip inputs and the conditioning (a pruned copy of the full model's decoder
+    paints noise: PSNR 5 dB)."""
     return VGGEncoder(pruned_encoder(load_vgg_weights(vgg_path), images)), seeded(
-        lambda: Decoder(STUDENT_WIDTH, STUDENT_SKIP_LAYERS)
+        lambda: Decoder(STUDENT_WIDTH, STUDENT_SKIP_LAYERS, STUDENT_CONDITION)
     )
 
 
 def load_student(path: str | os.PathLike[str] | None = None) -> tuple[VGGEncoder, Decoder]:
     """The fast model's encoder and decoder from its weights file (a file from before the skip
-    inputs gives a decoder without them)."""
+    inputs or the conditioning gives a decoder without them)."""
     tensors, target = read_student(path)
     try:
         state = {key: torch.from_numpy(value).float() for key, value in tensors.items()}
@@ -70,7 +77,7 @@ def load_student(path: str | os.PathLike[str] | None = None) -> tuple[VGGEncoder
                 for name in STUDENT_LAYERS
             }
         )
-        decoder = Decoder(STUDENT_WIDTH, skip_layers_in(tensors))
+        decoder = Decoder(STUDENT_WIDTH, skip_layers_in(tensors), condition_in(tensors))
         decoder.load_state_dict(
             {key[8:]: value for key, value in state.items() if key.startswith("decoder.")}
         )

@@ -58,8 +58,11 @@ def encoder_graph(tensors: Tensors, outputs: Sequence[str]) -> bytes:
     return onnx_graph.model("student_encoder", nodes, constants, ["picture"], outputs)
 
 
-def decoder_graph(tensors: Tensors, skip_layers: Sequence[str]) -> bytes:
-    """The student decoder from relu4_1 and ``skip_layers`` (AdaIN's targets, raw scale) to "picture"."""
+def decoder_graph(tensors: Tensors, skip_layers: Sequence[str], conditioned: bool = False) -> bytes:
+    """The student decoder from relu4_1 and ``skip_layers`` (AdaIN's targets, raw scale) to "picture";
+    ``conditioned``: each convolution's output is also scaled and shifted per channel by the inputs
+    "film<i>.scale" and "film<i>.shift" (1, C, 1, 1), i counting the convolutions from 0 (the decoder's
+    conditioning, computed from the style's statistics outside the graph)."""
     plan = decoder_plan(STUDENT_WIDTH)
     joins = {index: layer for layer, (index, _) in skip_inputs_in(plan, tuple(skip_layers)).items()}
     net = sorted(
@@ -78,7 +81,7 @@ def decoder_graph(tensors: Tensors, skip_layers: Sequence[str]) -> bytes:
         onnx_graph.tensor("feature_scale", np.array(1.0 / FEATURE_SCALE, dtype=np.float32)),
     ]
     nodes = [onnx_graph.node("Mul", [ENCODER_LAYER, "feature_scale"], ["x0"])]
-    x = "x0"
+    x, films = "x0", []
     for index, step in enumerate(plan):
         out = f"x{index + 1}"
         if step is None:
@@ -98,12 +101,22 @@ def decoder_graph(tensors: Tensors, skip_layers: Sequence[str]) -> bytes:
         else:
             prefix, relu = next(convs), step[2]
             constants += _weights(tensors, prefix)
+            conv = f"{out}.conv"
             nodes += [
                 onnx_graph.node("Pad", [x, "reflect_1"], [f"{out}.padded"], mode="reflect"),
-                _conv(prefix, f"{out}.padded", f"{out}.conv" if relu else out, 0),
+                _conv(prefix, f"{out}.padded", conv, 0),
             ]
-            if relu:
-                nodes.append(onnx_graph.node("Relu", [f"{out}.conv"], [out]))
+            if conditioned:
+                film = f"film{len(films)}"
+                films.append(film)
+                nodes += [
+                    onnx_graph.node("Mul", [conv, f"{film}.scale"], [f"{conv}.scaled"]),
+                    onnx_graph.node("Add", [f"{conv}.scaled", f"{film}.shift"], [f"{conv}.shifted"]),
+                ]
+                conv = f"{conv}.shifted"
+            nodes.append(onnx_graph.node("Relu" if relu else "Identity", [conv], [out]))
         x = out
     nodes.append(onnx_graph.node("Identity", [x], ["picture"]))
-    return onnx_graph.model("student_decoder", nodes, constants, [ENCODER_LAYER, *skip_layers], ["picture"])
+    film_inputs = [f"{film}.{kind}" for film in films for kind in ("scale", "shift")]
+    inputs = [ENCODER_LAYER, *skip_layers, *film_inputs]
+    return onnx_graph.model("student_decoder", nodes, constants, inputs, ["picture"])

@@ -55,6 +55,7 @@ from nst_core.adain import (
     adain,
     confined_to_picture,
     feature_stats,
+    joined_layer_stats,
     padded_for_encoding,
     slice_stats,
     without_margin,
@@ -170,17 +171,8 @@ def load_or_build_bank(
 
 def batch_style(styles, style_index, contents, identity_index, device) -> dict[str, StyleStats]:
     """Statistics to match: the artworks', then the identity samples' own."""
-    joined = joined_stats(bank_stats(styles, style_index), bank_stats(contents, identity_index))
+    joined = joined_layer_stats([bank_stats(styles, style_index), bank_stats(contents, identity_index)])
     return {layer: StyleStats(stats.mean.to(device), stats.std.to(device)) for layer, stats in joined.items()}
-
-
-def joined_stats(first: dict[str, StyleStats], then: dict[str, StyleStats]) -> dict[str, StyleStats]:
-    return {
-        layer: StyleStats(
-            torch.cat([first[layer].mean, then[layer].mean]), torch.cat([first[layer].std, then[layer].std])
-        )
-        for layer in ADAIN_STYLE_LAYERS
-    }
 
 
 def bank_stats(bank: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, StyleStats]:
@@ -223,7 +215,8 @@ def margin_batch(
     style = None
     if style_pixels is not None:
         style = slice_stats(normalized_stats(content_cells), slice(styled, None))  # identity samples'
-        style = joined_stats(normalized_stats(style_cells), style) if style_cells is not None else style
+        if style_cells is not None:
+            style = joined_layer_stats([normalized_stats(style_cells), style])
     decoder_input = teacher_targets(features, style, len(content_pixels) - styled, own)
     return decoder_input, decoder_input[..., *picture_slices(margin, *content_pixels.shape[-2:])], style
 
@@ -247,26 +240,35 @@ def teacher_targets(
 
 
 def student_features(student, decoder, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The student's layers that its decoder reads (relu4_1 and the skip layers) of ``pixels``."""
-    return student(pixels, (ENCODER_LAYER, *decoder.skip_layers))
+    """The student's layers of ``pixels`` that its decoder reads (relu4_1 and the skip layers) or is
+    conditioned on."""
+    layers = dict.fromkeys((ENCODER_LAYER, *decoder.skip_layers, *decoder.condition_layers))
+    return student(pixels, tuple(layers))
 
 
-def student_inputs(student, features: dict[str, torch.Tensor], style_pixels: torch.Tensor):
-    """The student decoder's input: AdaIN in the student's own feature space at every layer it
-    reads, as at inference.
+def student_inputs(
+    student, decoder, features: dict[str, torch.Tensor], style_pixels: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], dict[str, StyleStats] | None]:
+    """The student decoder's input, AdaIN in the student's own feature space at every layer it reads,
+    and the statistics it is conditioned on (None: it is not), as at inference.
 
     ``features``: ``student_features`` of the contents. The first ``len(style_pixels)`` contents take
-    those styles; the rest are identity samples. Differentiable: with ``--tune-encoder`` the
-    decoder's losses reach the encoder through it.
+    those styles; the rest are identity samples, conditioned on their own statistics. Differentiable:
+    with ``--tune-encoder`` the decoder's losses reach the encoder through it.
     """
     styled = len(style_pixels)
-    if not styled:
-        return features
-    style_features = student(style_pixels, tuple(features))
-    return {
-        layer: torch.cat([adain(value[:styled], feature_stats(style_features[layer])), value[styled:]])
-        for layer, value in features.items()
+    style_features = student(style_pixels, tuple(features)) if styled else {}
+    style = {layer: feature_stats(value) for layer, value in style_features.items()}
+    inputs = {
+        layer: torch.cat([adain(features[layer][:styled], style[layer]), features[layer][styled:]])
+        if styled
+        else features[layer]
+        for layer in (ENCODER_LAYER, *decoder.skip_layers)
     }
+    if decoder.condition is None:
+        return inputs, None
+    own = {layer: feature_stats(features[layer][styled:]) for layer in decoder.condition_layers}
+    return inputs, joined_layer_stats([style, own], decoder.condition_layers) if styled else own
 
 
 def compute_losses(
@@ -278,6 +280,7 @@ def compute_losses(
     style: dict[str, StyleStats] | None,
     identity: int,
     margin: int = 0,
+    condition: dict[str, StyleStats] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Losses of one batch and the decoded images.
 
@@ -285,10 +288,11 @@ def compute_losses(
     ``decoder_input`` (the same for the full model, the student's AdaIN for the fast one). The last
     ``identity`` samples get a pixel loss against their photo; ``style`` None skips the style loss.
     ``margin``: the batch was encoded with one (``margin_batch``); the decoder paints it too, and the
-    picture is cropped out and judged encoded as inference would encode it.
+    picture is cropped out and judged encoded as inference would encode it. ``condition``: the
+    statistics a conditioned decoder is given (``student_inputs``).
     """
     styled = len(target) - identity
-    output = without_margin(decoder(decoder_input), margin, content_pixels)
+    output = without_margin(decoder(decoder_input, condition), margin, content_pixels)
     if margin:
         output_features = picture_features(encoder, output, margin)[0]
     else:
@@ -384,6 +388,20 @@ def fit_embedding(embedding: torch.nn.Conv2d, student, banks, per_bank: int = 25
     embedding.bias.copy_(solution[-1])
 
 
+@torch.no_grad()
+def calibrate_condition(decoders: list[Decoder], student, banks, per_bank: int = 32) -> None:
+    """Standardise the decoders' conditioning (the trained one and its average alike) by the
+    student's statistics of bank crops, photos and artworks, before it has learned anything."""
+    layers, device = decoders[0].condition_layers, decoders[0].condition.center.device
+    stats = []
+    for bank in banks:
+        index = torch.randperm(len(bank["pixels"]), generator=torch.Generator().manual_seed(0))[:per_bank]
+        features = student(bank["pixels"][index].to(device).float().div(255), layers)
+        stats.append({layer: feature_stats(value) for layer, value in features.items()})
+    for decoder in decoders:
+        decoder.condition.calibrate(joined_layer_stats(stats))
+
+
 def write_plot(log_path: Path, out_path: Path) -> None:
     """Loss curves from the CSV log (matplotlib is a training-only dependency)."""
     import matplotlib
@@ -420,6 +438,7 @@ def validate(
     """
     decoder.eval()
     style = normalized_stats(encoder(val_style, ADAIN_STYLE_LAYERS))
+    condition = None  # what a conditioned decoder is given
     if margin:
         decoder_input, target, style = margin_batch(encoder, val_content, val_style, margin, amp)
     else:
@@ -427,12 +446,13 @@ def validate(
         target = teacher_targets(content_features, style, identity=0)
         if student is not None:
             student_maps = student_features(student, decoder, val_content)
-            decoder_input = student_inputs(student, student_maps, val_style)
+            decoder_input, condition = student_inputs(student, decoder, student_maps, val_style)
         else:
             decoder_input = target
     losses, styled = compute_losses(
-        encoder, decoder, decoder_input, target, val_content, style, identity=0, margin=margin
-    )
+        encoder, decoder, decoder_input, target, val_content, style, identity=0, margin=margin,
+        condition=condition,
+    )  # fmt: skip
     if student is not None:
         losses["distill"] = distill_loss(embedding, student_maps[ENCODER_LAYER], content_features)
     decoder.train()
@@ -503,7 +523,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--skip-lr-scale", type=float, default=10.0,
-        help="fast model: the decoder's skip inputs learn at this multiple of the learning rate",
+        help="fast model: the decoder's skip inputs and conditioning learn at this multiple of the rate",
     )  # fmt: skip
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument(
@@ -530,14 +550,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def parameter_groups(
     modules: dict[str, torch.nn.Module], decoder: Decoder, skip_lr_scale: float
 ) -> list[dict]:
-    """Everything at the schedule's rate, but the decoder's skip inputs at ``skip_lr_scale`` times it:
-    they join a run late (at zero, ``nst train --init`` from a file without them), where the decayed
-    rate would keep them near zero for thousands of steps."""
-    skips = list(decoder.skips.parameters())
-    skip_ids = {id(p) for p in skips}
-    rest = [p for module in modules.values() for p in module.parameters() if id(p) not in skip_ids]
+    """Everything at the schedule's rate, but the decoder's skip inputs and conditioning at
+    ``skip_lr_scale`` times it, up to the run's first rate: they join a run late (at zero, ``nst train
+    --init`` from a file without them), where the decayed rate would keep them near zero for thousands
+    of steps."""
+    late = [*decoder.skips.parameters(), *(decoder.condition.parameters() if decoder.condition else ())]
+    late_ids = {id(p) for p in late}
+    rest = [p for module in modules.values() for p in module.parameters() if id(p) not in late_ids]
     groups = [{"params": rest, "lr_scale": 1.0}]
-    return groups + ([{"params": skips, "lr_scale": skip_lr_scale}] if skips else [])
+    return groups + ([{"params": late, "lr_scale": skip_lr_scale}] if late else [])
 
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:
@@ -661,6 +682,9 @@ def train(args: argparse.Namespace) -> int:
 
         if student is not None:
             student.requires_grad_(encoder_learns(args, phase))
+        if phase != "distill" and decoder.condition is not None and not decoder.condition.film.weight.any():
+            decoders = list({id(module): module for module in (decoder, shipped)}.values())
+            calibrate_condition(decoders, student, [contents, styles])
         if phase == "distill":
             losses = distill_batch(student, embedding, contents, styles, args.batch_size, device)
             total = losses["distill"]
@@ -670,8 +694,8 @@ def train(args: argparse.Namespace) -> int:
             weights = {"content": 1.0, "style": args.style_weight, "pixel": args.pixel_weight,
                        "distill": args.tune_encoder}  # fmt: skip
             total = sum(weights[key] * value for key, value in losses.items())
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
+        for group in optimizer.param_groups:  # never above the run's first rate: 10x that diverged
+            group["lr"] = min(lr * group["lr_scale"], args.lr)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -713,6 +737,7 @@ def decoder_batch(
     """One batch of the decoder objective: ``batch_size - identity`` styled samples, then identity ones."""
     identity = args.batch_size if phase == "pretrain" else args.identity_samples
     anchor: dict[str, torch.Tensor] = {}
+    condition = None  # the statistics a conditioned decoder is given
     c_index = torch.randint(len(contents["pixels"]), (args.batch_size,))
     s_index = torch.randint(len(styles["pixels"]), (args.batch_size - identity,))
     content_pixels = contents["pixels"][c_index].to(device).float().div(255)
@@ -736,17 +761,17 @@ def decoder_batch(
             tuning = encoder_learns(args, phase)
             with torch.set_grad_enabled(tuning):
                 student_maps = student_features(student, decoder, content_pixels)
-                decoder_input = student_inputs(student, student_maps, style_pixels)
+                decoder_input, condition = student_inputs(student, decoder, student_maps, style_pixels)
             if tuning:  # the anchor that keeps the tuned encoder describing pictures as VGG-19 does
                 anchor = {"distill": distill_loss(embedding, student_maps[ENCODER_LAYER], content_features)}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         if phase == "pretrain" and args.pretrain_loss == "pixels":
             # The photos back from their own features, judged without the loss network's forward and
             # backward pass, most of a step (6x the steps per minute for the fast model here).
-            output = without_margin(decoder(decoder_input), args.margin, content_pixels)
+            output = without_margin(decoder(decoder_input, condition), args.margin, content_pixels)
             return {"pixel": F.mse_loss(output.float(), content_pixels)}
         losses, _ = compute_losses(
-            encoder, decoder, decoder_input, target, content_pixels, style, identity, args.margin
+            encoder, decoder, decoder_input, target, content_pixels, style, identity, args.margin, condition
         )
     return losses | anchor
 

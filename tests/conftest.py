@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_core.adain import Stylizer
+from nst_core.adain import Stylizer, feature_stats
 from nst_core.decoder import Decoder
 from nst_core.student import save_student, untrained_student
 from nst_core.tensors import to_tensor
@@ -53,12 +53,16 @@ def stylizer(encoder):
 
 @pytest.fixture(scope="session")
 def fast_stylizer(content):
-    """The fast model as training starts it (pruned VGG-19, random decoder), but with skip inputs
-    that already count (they start at zero): mechanics, not beauty."""
+    """The fast model as training starts it (pruned VGG-19, random decoder), but with skip inputs and
+    a conditioning that already count (both start at zero): mechanics, not beauty."""
     encoder, decoder = untrained_student(content)
     torch.manual_seed(0)
     for skip in decoder.skips.values():
         torch.nn.init.normal_(skip.weight, std=0.2)
+    with torch.no_grad():
+        features = encoder(content, decoder.condition_layers)
+        decoder.condition.calibrate({layer: feature_stats(value) for layer, value in features.items()})
+    torch.nn.init.normal_(decoder.condition.film.weight, std=0.2)
     return Stylizer(encoder, decoder, torch.device("cpu"))
 
 

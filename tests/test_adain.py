@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from nst_core.adain import Stylizer, adain, feature_stats
+from nst_core.architecture import STUDENT_LAYERS
 from nst_core.color import rgb_to_ycbcr
 from nst_core.decoder import load_decoder
 from nst_core.device import bf16_is_fast
@@ -40,6 +41,31 @@ def test_alpha_interpolates_linearly(stylizer, content, style):
     assert set(features) == set(stylizer.layers)  # the fast model's skip layers too
     for layer, value in features.items():
         torch.testing.assert_close(half[layer], 0.5 * full[layer] + 0.5 * value, rtol=1e-4, atol=1e-3)
+
+
+def test_the_conditioning_blends_its_statistics_as_the_features_blend(stylizer, content, style, style2):
+    """The fast model's decoder is also told the statistics the picture is to have: alpha and the
+    mix blend them linearly, as they blend the features; the full model's decoder is told nothing."""
+    own = {layer: feature_stats(cells) for layer, cells in stylizer.encode_with_margin(content)[1].items()}
+    alone = stylizer.condition_stats(stylizer.mixed_stats([style], None), 1.0, own)
+    if stylizer.decoder.condition is None:
+        assert alone is None and stylizer.stat_layers == stylizer.layers
+        return
+    assert set(alone) == set(STUDENT_LAYERS)
+    other = stylizer.condition_stats(stylizer.mixed_stats([style2], None), 1.0, own)
+    at_zero = stylizer.condition_stats(stylizer.mixed_stats([style], None), 0.0, own)
+    one_zero = stylizer.condition_stats(stylizer.mixed_stats([style, style2], [1.0, 0.0]), 1.0, own)
+    half = stylizer.condition_stats(stylizer.mixed_stats([style], None), 0.5, own)
+    mixed = stylizer.condition_stats(stylizer.mixed_stats([style, style2], [0.75, 0.25]), 1.0, own)
+    for layer in STUDENT_LAYERS:
+        for part in ("mean", "std"):
+            value, content_value = getattr(alone[layer], part), getattr(own[layer], part)
+            torch.testing.assert_close(getattr(at_zero[layer], part), content_value)  # the content's own
+            torch.testing.assert_close(getattr(one_zero[layer], part), value)  # that style alone
+            torch.testing.assert_close(getattr(half[layer], part), (value + content_value) / 2)
+            expected = 0.75 * value + 0.25 * getattr(other[layer], part)
+            torch.testing.assert_close(getattr(mixed[layer], part), expected)
+    assert not torch.allclose(alone["relu1_1"].mean, other["relu1_1"].mean)  # the styles differ
 
 
 def test_weights_one_zero_equal_single_style(stylizer, content, style, style2):

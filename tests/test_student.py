@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from bot.config import Settings
-from nst_core.adain import Stylizer
-from nst_core.architecture import STUDENT_WIDTH
+from nst_core.adain import Stylizer, feature_stats
+from nst_core.architecture import STUDENT_LAYERS, STUDENT_SKIP_LAYERS, STUDENT_WIDTH
 from nst_core.cli import main
 from nst_core.decoder import Decoder
 from nst_core.errors import ModelFileError
@@ -29,11 +29,14 @@ def full_model_refused(monkeypatch):
 
 def test_student_shapes_and_a_sixteenth_of_the_compute(stylizer, fast_stylizer):
     image = torch.rand(1, 3, 96, 64)
-    features = fast_stylizer.encode(image)
+    features = fast_stylizer.encode(image, fast_stylizer.stat_layers)
     assert features["relu4_1"].shape == (1, STUDENT_WIDTH, 12, 8)
     assert features["relu3_1"].shape == (1, STUDENT_WIDTH // 2, 24, 16)  # skip inputs
     assert features["relu2_1"].shape == (1, STUDENT_WIDTH // 4, 48, 32)
-    assert fast_stylizer.decoder(features).shape == (1, 3, 96, 64)
+    assert set(features) == set(STUDENT_LAYERS)  # every layer: the conditioning reads their statistics
+    condition = {layer: feature_stats(value) for layer, value in features.items()}
+    decoded = fast_stylizer.decode({layer: features[layer] for layer in fast_stylizer.layers}, condition)
+    assert decoded.shape == (1, 3, 96, 64)
     content, style = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 64, 64)
     fast, _ = conv_gflop(fast_stylizer, content, style)
     full, _ = conv_gflop(stylizer, content, style)
@@ -52,23 +55,30 @@ def test_pruned_encoder_starts_at_the_teachers_scale(encoder, fast_stylizer, con
 def test_weights_file_round_trip(fast_stylizer, tmp_path, content, style):
     path = tmp_path / "student.safetensors"
     save_student(fast_stylizer.encoder, fast_stylizer.decoder, path)
-    loaded = Stylizer(*load_student(path), torch.device("cpu"))
-    expected = fast_stylizer.stylize(content, [style])
-    torch.testing.assert_close(loaded.stylize(content, [style]), expected, atol=0.02, rtol=0)  # fp16 file
+    loaded = Stylizer(*load_student(path), torch.device("cpu"), bf16=False)
+    expected = Stylizer(fast_stylizer.encoder, fast_stylizer.decoder, torch.device("cpu"), bf16=False)
+    expected = expected.stylize(content, [style])  # in float32 both: what differs is the fp16 file
+    torch.testing.assert_close(loaded.stylize(content, [style]), expected, atol=0.02, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("skip_layers", "left_out"),
+    [((), ("skips.", "condition.")), (STUDENT_SKIP_LAYERS, ("condition.",))],
+    ids=["before-skip-inputs", "before-conditioning"],
+)
 def test_a_student_file_from_before_the_skip_inputs_renders_without_them(
-    fast_stylizer, tmp_path, content, style
+    fast_stylizer, tmp_path, content, style, skip_layers, left_out
 ):
-    plain = Decoder(STUDENT_WIDTH)
+    plain = Decoder(STUDENT_WIDTH, skip_layers)
     plain.load_state_dict(
-        {k: v for k, v in fast_stylizer.decoder.state_dict().items() if not k.startswith("skips.")}
+        {k: v for k, v in fast_stylizer.decoder.state_dict().items() if not k.startswith(left_out)}
     )
-    path = tmp_path / "before-skips.safetensors"
+    path = tmp_path / "older.safetensors"
     save_student(fast_stylizer.encoder, plain, path)
     encoder, decoder = load_student(path)
     lite = LiteStudent.load(path)
-    assert decoder.skip_layers == () and lite.layers == ("relu4_1",)
+    assert decoder.skip_layers == skip_layers and lite.layers == ("relu4_1", *skip_layers)
+    assert decoder.condition is None
     expected = Stylizer(fast_stylizer.encoder, plain, torch.device("cpu")).stylize(content, [style])
     torch.testing.assert_close(
         Stylizer(encoder, decoder, torch.device("cpu")).stylize(content, [style]), expected, atol=0.02, rtol=0
@@ -76,7 +86,7 @@ def test_a_student_file_from_before_the_skip_inputs_renders_without_them(
     in_float32 = Stylizer(encoder, decoder, torch.device("cpu"), bf16=False).stylize(content, [style])
     painted = lite.stylize(to_pil(content), [to_pil(style)], [1.0], 1.0)  # the CLI's runtime
     torch.testing.assert_close(to_tensor(painted), to_tensor(to_pil(in_float32)), atol=2 / 255, rtol=0)
-    assert (expected - fast_stylizer.stylize(content, [style])).abs().mean() > 0.01  # skips count
+    assert (expected - fast_stylizer.stylize(content, [style])).abs().mean() > 0.01  # what is left out counts
 
 
 def test_missing_or_broken_weights_file_says_so(tmp_path):

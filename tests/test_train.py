@@ -170,21 +170,28 @@ def test_student_is_distilled_then_frozen_while_its_decoder_learns(folders, tmp_
     for layer in ("relu3_1", "relu2_1"):  # the skip inputs start at zero and learn with the decoder
         key = f"skips.{layer}.weight"
         assert not distilled["decoder"][key].any() and trained["decoder"][key].abs().sum() > 0
-    skips, rest = sorted(trained["optimizer"]["param_groups"], key=lambda group: len(group["params"]))
-    assert len(skips["params"]) == 4 and skips["lr"] == pytest.approx(10 * rest["lr"])  # --skip-lr-scale
+    rest, late = trained["optimizer"]["param_groups"]  # late: the skip inputs and the conditioning
+    assert len(late["params"]) == 8 and late["lr_scale"] == 10  # --skip-lr-scale
+    assert late["lr"] == pytest.approx(1e-3) and rest["lr"] < 1e-3  # 10x the decayed rate, up to the first
+    condition = {key: value for key, value in trained["decoder"].items() if key.startswith("condition.")}
+    assert condition["condition.film.weight"].abs().sum() > 0  # it learns from zero
+    assert not torch.equal(condition["condition.spread"], torch.ones_like(condition["condition.spread"]))
     encoder, _ = load_student(export)  # the export is what the engine loads
     assert encoder(torch.rand(1, 3, 32, 32))["relu4_1"].shape == (1, STUDENT_WIDTH, 4, 4)
 
 
 def test_a_run_goes_on_from_a_student_file_from_before_the_skip_inputs(folders, tmp_path):
-    """The committed weights of a run may predate the skip inputs: the decoder they describe is kept,
-    its skip inputs start at zero (which changes nothing it paints) and learn from there."""
+    """The committed weights of a run may predate the skip inputs and the conditioning: the decoder
+    they describe is kept, its skip inputs and FiLM layer start at zero (which changes nothing it
+    paints) and learn from there."""
     fast = ("--model", "fast", "--distill-steps", "2")
     export = tmp_path / "student.safetensors"
     train(_args(folders, tmp_path / "first", 3, "--export", str(export), *fast))
     encoder, decoder = load_student(export)
     plain = Decoder(STUDENT_WIDTH)
-    plain.load_state_dict({k: v for k, v in decoder.state_dict().items() if not k.startswith("skips.")})
+    plain.load_state_dict(
+        {k: v for k, v in decoder.state_dict().items() if not k.startswith(("skips.", "condition."))}
+    )
     old = tmp_path / "old.safetensors"
     save_student(encoder, plain, old, step=3)
     assert train(_args(folders, tmp_path / "run", 3, "--init", str(old), *fast)) == 3
@@ -192,7 +199,7 @@ def test_a_run_goes_on_from_a_student_file_from_before_the_skip_inputs(folders, 
     assert {key for key in state if key.startswith("skips.")} == {
         f"skips.{layer}.{part}" for layer in ("relu3_1", "relu2_1") for part in ("weight", "bias")
     }
-    assert not any(state[key].any() for key in state if key.startswith("skips."))
+    assert not any(state[key].any() for key in state if key.startswith(("skips.", "condition.film.")))
     for key, value in plain.state_dict().items():
         torch.testing.assert_close(state[key], value)
 
@@ -302,7 +309,7 @@ def test_identity_samples_decode_their_own_features_with_a_pixel_loss(encoder):
     pixels = torch.rand(3, 3, 32, 32)
     seen = {}
 
-    def grey_decoder(target):
+    def grey_decoder(target, style=None):
         seen["target"] = target
         return torch.full((len(target), 3, 32, 32), 0.5)
 
@@ -340,7 +347,7 @@ def test_with_a_margin_nothing_the_losses_compare_sees_zero_padding(encoder):
     zero_padded = normalized_stats(encoder(artworks, ADAIN_STYLE_LAYERS))  # the bank's view
     assert not torch.allclose(style["relu1_1"].std[:2], zero_padded["relu1_1"].std, rtol=1e-2)
 
-    def framed_decoder(decoder_input):  # the crops back exactly, inside a white margin
+    def framed_decoder(decoder_input, style=None):  # the crops back exactly, inside a white margin
         return F.pad(crops, (BORDER_PAD,) * 4, value=1.0)
 
     decoder_input, target, style = margin_batch(encoder, crops, artworks[:0], BORDER_PAD, amp=False)
