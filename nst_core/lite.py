@@ -7,7 +7,7 @@ it can (a CPU, fast mode, no colour preservation) and hands everything else to t
 arithmetic is the torch ``Stylizer``'s, step for step (``tests/test_lite.py`` holds them to the same
 pixels): the content mirrored outwards, the student's relu4_1 and skip layers (ONNX Runtime, graphs
 built from the weights file by ``nst_core.student_graphs``), AdaIN with the mixed style statistics at
-each, alpha (numpy), the decoder (ONNX Runtime)."""
+each, alpha and the decoder's conditioning (numpy), the decoder (ONNX Runtime)."""
 
 from __future__ import annotations
 

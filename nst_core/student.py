@@ -8,7 +8,9 @@ al. 2017), is distilled through a learned linear embedding of its relu4_1 into t
 student decoder is trained with the full VGG-19 as the loss network (``nst_core.train``). The
 decoder also reads the student's relu3_1 and relu2_1, AdaIN'd like relu4_1 (``STUDENT_SKIP_LAYERS``):
 a quarter-width relu4_1 alone keeps too little of the photo's layout and of the style's mid-level
-statistics, and the two 1x1 inputs cost 2 % more compute.
+statistics, and the two 1x1 inputs cost 2 % more compute. And it is conditioned on the style's
+channel statistics at every student layer (``nst_core.decoder.StyleCondition``): its convolutions
+read the style one cell at a time, this reads it globally.
 """
 
 from __future__ import annotations
