@@ -44,10 +44,23 @@ LayerStats = dict[str, StyleStats]  # a picture's statistics at each of those la
 def feature_stats(features: torch.Tensor, eps: float = 1e-5) -> StyleStats:
     """Per-sample, per-channel mean and std over the spatial dimensions (or the last one, of a map
     already flattened)."""
+    if features.dim() == 4 and features.stride(1) == 1:  # channels-last (the engine's on a CPU)
+        # read as rows of channels: 3x faster than channel planes strided through memory (a full-
+        # resolution relu1_1 of a 512² picture cut from its margin: 11 ms against 34 here)
+        count, channels, height, width = features.shape
+        rows = features.permute(0, 2, 3, 1).reshape(count, height * width, channels)
+        mean = rows.mean(dim=1, keepdim=True)
+        var = (rows - mean).square().mean(dim=1)
+        return StyleStats(mean.transpose(1, 2)[..., None], (var + eps).sqrt()[..., None, None])
     flat = features.flatten(2)
     mean = flat.mean(dim=2, keepdim=True)
     var = (flat - mean).square().mean(dim=2)  # two passes: 9x faster than torch.var on our CPUs
     return StyleStats(mean[..., None], (var + eps).sqrt()[..., None, None])
+
+
+def picture_stats(cells: torch.Tensor) -> StyleStats:
+    """``feature_stats`` in float32 of a picture's cells in whatever precision they were encoded."""
+    return feature_stats(cells.float())
 
 
 def slice_stats(stats: LayerStats, rows: slice) -> LayerStats:
@@ -231,12 +244,15 @@ class Stylizer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def encode(self, image: torch.Tensor, layers: Sequence[str] | None = None) -> Features:
-        """``layers`` (default: the decoder's) of ``image``, in float32 whatever precision the encoder
-        ran in."""
+        """``layers`` (default: the decoder's) of ``image``: the decoder's in float32 whatever precision
+        the encoder ran in, the others (read only for their statistics) as it ran, so that only the
+        picture's part of a full-resolution map is ever converted (``picture_stats``)."""
         layers = self.layers if layers is None else layers
         with self._precision():
             features = self.encoder(self._prepare(image), layers)
-        return {layer: features[layer].float() for layer in layers}
+        return {
+            layer: features[layer].float() if layer in self.layers else features[layer] for layer in layers
+        }
 
     def decode(self, features: Features, condition: LayerStats | None = None) -> torch.Tensor:
         """The pictures of ``features`` (the decoder's ``layers``); ``condition``: the statistics at
@@ -268,7 +284,7 @@ class Stylizer:
                 return self._cache[key]
         with torch.inference_mode():  # encoded as contents are, so a photo as its own style is exact
             stats = {
-                layer: feature_stats(cells) for layer, cells in self.encode_with_margin(style)[1].items()
+                layer: picture_stats(cells) for layer, cells in self.encode_with_margin(style)[1].items()
             }
         with self._lock:
             self.cache_misses += 1
@@ -357,7 +373,7 @@ class Stylizer:
                 {layer: maps[layer] for layer in self.layers},
                 {layer: pictures[layer] for layer in self.layers},
             )
-            own |= {layer: feature_stats(pictures[layer]) for layer in own_layers if layer not in own}
+            own |= {layer: picture_stats(pictures[layer]) for layer in own_layers if layer not in own}
             targets, conditions = [], []
             for index, (_, _, styles, options) in enumerate(prepared):
                 content_stats = slice_stats(own, slice(index, index + 1))

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nst_core.adain import Stylizer, adain, feature_stats
+from nst_core.adain import Stylizer, adain, feature_stats, picture_stats
 from nst_core.architecture import STUDENT_LAYERS
 from nst_core.color import rgb_to_ycbcr
 from nst_core.decoder import load_decoder
@@ -46,7 +46,7 @@ def test_alpha_interpolates_linearly(stylizer, content, style):
 def test_the_conditioning_blends_its_statistics_as_the_features_blend(stylizer, content, style, style2):
     """The fast model's decoder is also told the statistics the picture is to have: alpha and the
     mix blend them linearly, as they blend the features; the full model's decoder is told nothing."""
-    own = {layer: feature_stats(cells) for layer, cells in stylizer.encode_with_margin(content)[1].items()}
+    own = {layer: picture_stats(cells) for layer, cells in stylizer.encode_with_margin(content)[1].items()}
     alone = stylizer.condition_stats(stylizer.mixed_stats([style], None), 1.0, own)
     if stylizer.decoder.condition is None:
         assert alone is None and stylizer.stat_layers == stylizer.layers
