@@ -92,6 +92,11 @@ def decoder_plan(width: int) -> list[tuple[int, int, bool] | None]:
     ]  # fmt: skip
 
 
+def conv_widths(plan: list[tuple[int, int, bool] | None]) -> list[int]:
+    """Each convolution's output channels, in ``plan``'s order (what the conditioning scales and shifts)."""
+    return [step[1] for step in plan if step is not None]
+
+
 def skip_inputs_in(
     plan: list[tuple[int, int, bool] | None], skip_layers: tuple[str, ...]
 ) -> dict[str, tuple[int, int]]:

@@ -20,6 +20,7 @@ from nst_core.architecture import (
     FILM_GAIN,
     FILM_SCALE_RANGE,
     LAYER_SCALE,
+    conv_widths,
     decoder_plan,
     skip_inputs_in,
 )
@@ -138,9 +139,7 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.skips[layer].weight)
             nn.init.zeros_(self.skips[layer].bias)
         self._added_after = {net_index[index]: layer for layer, (index, _) in joins.items()}
-        self.condition = (
-            StyleCondition(condition, [step[1] for step in plan if step is not None]) if condition else None
-        )
+        self.condition = StyleCondition(condition, conv_widths(plan)) if condition else None
 
     @property
     def condition_layers(self) -> tuple[str, ...]:

@@ -30,7 +30,10 @@ from nst_core.architecture import (
     STUDENT_CONDITION,
     STUDENT_PATH_ENV,
     STUDENT_SKIP_LAYERS,
+    STUDENT_WIDTH,
     can_mirror,
+    conv_widths,
+    decoder_plan,
     encoding_margins,
     layer_stride,
     picture_slices,
@@ -139,9 +142,7 @@ class _Condition:
         self._center, self._spread = weight("center"), weight("spread")
         self._hidden = (weight("hidden.weight"), weight("hidden.bias"))
         self._film = (weight("film.weight"), weight("film.bias"))
-        biases = [key for key in tensors if key.startswith("decoder.net.") and key.endswith(".bias")]
-        convs = sorted(int(key.split(".")[2]) for key in biases)  # decoder.net.<index>.bias, in order
-        self._widths = [len(tensors[f"decoder.net.{index}.bias"]) for index in convs]
+        self._widths = conv_widths(decoder_plan(STUDENT_WIDTH))
 
     def films(self, stats: Mapping[str, Stats]) -> dict[str, np.ndarray]:
         described = np.concatenate([part.reshape(-1) for layer in self.layers for part in stats[layer]])
