@@ -5,9 +5,10 @@ times what the fast model's render costs (~0.25 s at 512² on our AMD EPYCs); nu
 cost ~0.15 s and ~50 MiB. Every CLI call pays the import, so the CLI renders the fast model here when
 it can (a CPU, fast mode, no colour preservation) and hands everything else to the torch engine. The
 arithmetic is the torch ``Stylizer``'s, step for step (``tests/test_lite.py`` holds them to the same
-pixels): the content mirrored outwards, the student's relu4_1 and skip layers (ONNX Runtime, graphs
-built from the weights file by ``nst_core.student_graphs``), AdaIN with the mixed style statistics at
-each, alpha and the decoder's conditioning (numpy), the decoder (ONNX Runtime)."""
+pixels): the content mirrored outwards, the student's relu4_1 and skip layers and the statistics of
+the content and the styles (ONNX Runtime, graphs built from the weights file by
+``nst_core.student_graphs``), AdaIN with the mixed style statistics at each, alpha and the decoder's
+conditioning (numpy), the decoder (ONNX Runtime)."""
 
 from __future__ import annotations
 
@@ -42,16 +43,15 @@ from nst_core.architecture import (
 from nst_core.cpu import usable_cpu_cores
 from nst_core.errors import ModelFileError
 from nst_core.options import RenderOptions
-from nst_core.student_graphs import decoder_graph, encoder_graph
-
-EPS = 1e-5  # as nst_core.adain.feature_stats
+from nst_core.student_graphs import cells_of, decoder_graph, encoder_graph, range_of, statistics_of
 
 Features = dict[str, np.ndarray]  # as nst_core.adain.Features
 Stats = tuple[np.ndarray, np.ndarray]  # a layer's channel means and stds, as nst_core.adain.StyleStats
 
 
 class LiteStudent:
-    """The fast model's encoder and decoder as two ONNX Runtime sessions, built from its safetensors file."""
+    """The fast model's encoder and decoder as ONNX Runtime sessions built from its safetensors file: the
+    decoder, and an encoder for each set of outputs asked for (a content's maps, a style's statistics)."""
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
         skip_layers = skip_layers_in(tensors)
@@ -59,7 +59,8 @@ class LiteStudent:
         condition = condition_in(tensors)
         self._condition = None if condition is None else _Condition(tensors, tuple(condition))
         self.stat_layers = tuple(dict.fromkeys((*self.layers, *(condition or ()))))
-        self._encoder = runtime_session(encoder_graph(tensors, self.stat_layers))
+        self._tensors = tensors
+        self._encoders: dict[tuple[tuple[str, ...], tuple[str, ...]], object] = {}
         self._decoder = runtime_session(decoder_graph(tensors, skip_layers, condition is not None))
 
     @classmethod
@@ -70,20 +71,24 @@ class LiteStudent:
         except Exception as exc:
             raise not_a_student(target, exc) from exc
 
-    def encode(self, rgb: np.ndarray, layers: Sequence[str]) -> Features:
-        """``layers`` (relu4_1 is (C, H/8, W/8)) of an RGB picture (3, H, W) in [0, 1]."""
-        bgr = rgb[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
-        maps = self._encoder.run(list(layers), {"picture": bgr[None]})
-        return {layer: value[0] for layer, value in zip(layers, maps, strict=True)}
-
-    def encode_with_margin(self, image: np.ndarray, layers: Sequence[str]) -> tuple[Features, Features]:
-        """``encode`` of ``image`` mirrored outwards (as ``nst_core.adain``), and the cells of the picture."""
-        features = self.encode(_mirrored(image, BORDER_PAD), layers)
+    def encode(self, image: np.ndarray, map_layers: Sequence[str], stat_layers: Sequence[str]) -> Features:
+        """What ``nst_core.student_graphs.encoder_graph`` outputs for an RGB picture (3, H, W) in [0, 1],
+        mirrored outwards first (as ``nst_core.adain``): the maps of ``map_layers`` with their margin,
+        their ``range_of``, the ``statistics_of`` ``stat_layers`` over the picture; no batch axis."""
+        key = (tuple(map_layers), tuple(stat_layers))
+        if key not in self._encoders:  # ONNX Runtime computes every output of a graph at every run
+            self._encoders[key] = runtime_session(encoder_graph(self._tensors, *key))
+        session = self._encoders[key]
         height, width = image.shape[1:]
-        return features, {
-            layer: value[(slice(None), *picture_slices(BORDER_PAD, height, width, layer_stride(layer)))]
-            for layer, value in features.items()
-        }
+        bgr = _mirrored(image, BORDER_PAD)[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
+        feeds = {"picture": bgr[None]}
+        for stride in {layer_stride(layer) for layer in stat_layers}:
+            rows, columns = picture_slices(BORDER_PAD, height, width, stride)
+            starts, ends = cells_of(stride)
+            feeds[starts] = np.array([rows.start, columns.start], dtype=np.int64)
+            feeds[ends] = np.array([rows.stop, columns.stop], dtype=np.int64)
+        outputs = [output.name for output in session.get_outputs()]
+        return {name: value[0] for name, value in zip(outputs, session.run(outputs, feeds), strict=True)}
 
     def decode(self, features: Features, condition: dict[str, Stats] | None = None) -> np.ndarray:
         """The picture (3, H, W) of ``features``, which it consumes (the CLI's peak memory); ``condition``:
@@ -98,30 +103,28 @@ class LiteStudent:
     ) -> Image.Image:
         """``content`` in the mixed style of ``styles`` (weights summing to 1), at its own size."""
         own_stats_needed = self._condition is not None and alpha < 1.0  # for the conditioning's blend
-        features, pictures = self.encode_with_margin(
-            _to_array(content), self.stat_layers if own_stats_needed else self.layers
-        )
+        own_layers = self.stat_layers if own_stats_needed else self.layers
+        encoded = self.encode(_to_array(content), self.layers, own_layers)
+        own = {layer: tuple(encoded.pop(name) for name in statistics_of(layer)) for layer in own_layers}
         mixed = {layer: (np.float32(0.0), np.float32(0.0)) for layer in self.stat_layers}
         for style, weight in zip(styles, weights, strict=True):
             if weight > 0:  # sum_i w_i AdaIN(f, s_i) is AdaIN with the mixed statistics
-                cells = self.encode_with_margin(_to_array(style), self.stat_layers)[1]
-                for layer, picture in cells.items():
-                    mean, std = _stats(picture)
+                stats = self.encode(_to_array(style), (), self.stat_layers)
+                for layer in self.stat_layers:
+                    mean, std = (stats[name] for name in statistics_of(layer))
                     mixed[layer] = (mixed[layer][0] + weight * mean, mixed[layer][1] + weight * std)
         condition = None
         if self._condition is not None:  # blended with the content's own by alpha, as the features are
             condition = {layer: mixed[layer] for layer in self._condition.layers}
             if own_stats_needed:
-                own = {layer: _stats(pictures[layer]) for layer in self._condition.layers}
                 condition = {
                     layer: tuple(alpha * m + (1.0 - alpha) * o for m, o in zip(mix, own[layer], strict=True))
                     for layer, mix in condition.items()
                 }
         targets = {}
         for layer in self.layers:  # each map is let go once its target is made: the CLI's peak memory
-            targets[layer] = _adain_target(features.pop(layer), pictures.pop(layer), *mixed[layer], alpha)
-        features.clear()
-        pictures.clear()
+            confines = tuple(encoded.pop(name) for name in range_of(layer))
+            targets[layer] = _adain_target(encoded.pop(layer), confines, own[layer], mixed[layer], alpha)
         output = self.decode(targets, condition)
         height, width = content.height, content.width
         output = output[:, BORDER_PAD : BORDER_PAD + height, BORDER_PAD : BORDER_PAD + width]
@@ -280,23 +283,16 @@ def _blurred(image: np.ndarray) -> np.ndarray:
 
 
 def _adain_target(
-    features: np.ndarray, picture: np.ndarray, style_mean: np.ndarray, style_std: np.ndarray, alpha: float
+    features: np.ndarray, confines: Stats, own: Stats, style: Stats, alpha: float
 ) -> np.ndarray:
-    """As ``nst_core.adain``: ``features`` confined to the range of their ``picture`` cells, given the
-    style's statistics in place of the picture's own, then blended by ``alpha``."""
-    low, high = picture.min(axis=(1, 2), keepdims=True), picture.max(axis=(1, 2), keepdims=True)
-    mean, std = _stats(picture)
-    confined = np.clip(features, low, high)
-    target = confined - mean
-    target /= std
-    target *= style_std
-    target += style_mean
+    """As ``nst_core.adain``: ``features`` confined to the range of the picture's cells (``confines``:
+    their channel minima and maxima), given the style's statistics in place of the picture's ``own``,
+    then blended by ``alpha``."""
+    confined = np.clip(features, *confines)
+    target = confined - own[0]
+    target /= own[1]
+    target *= style[1]
+    target += style[0]
     if alpha < 1.0:
         target = alpha * target + (1.0 - alpha) * confined
     return target.astype(np.float32, copy=False)
-
-
-def _stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Channel means and stds over the picture, as ``nst_core.adain.feature_stats``."""
-    mean = features.mean(axis=(1, 2), keepdims=True)
-    return mean, np.sqrt(features.var(axis=(1, 2), keepdims=True) + EPS)

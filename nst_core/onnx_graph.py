@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-OPSET = 17  # Conv, Pad (pads as an input), Resize (scales as an input), MaxPool, Relu, Mul, Add
+OPSET = 17  # Conv, Pad (pads as an input), Resize (scales as an input), MaxPool, Relu, Mul, Add, Sub,
+# Sqrt, Reshape, Slice (bounds as inputs), ReduceMean/Min/Max (axes as an attribute until opset 18)
 IR_VERSION = 8  # the IR of opset 17
 _FLOAT, _INT64 = 1, 7  # TensorProto.DataType
 _DTYPES = {np.dtype(np.float32): _FLOAT, np.dtype(np.int64): _INT64}
@@ -64,11 +65,9 @@ def node(
     )
 
 
-def _float_map(name: str) -> bytes:
-    """A ValueInfoProto: a float32 (1, C, H, W) map whose channels and size are left to the caller."""
-    dims = _bytes(1, _int(1, 1)) + b"".join(_bytes(1, _bytes(2, f"{name}_{axis}")) for axis in "chw")
-    tensor_type = _int(1, _FLOAT) + _bytes(2, dims)
-    return _bytes(1, name) + _bytes(2, _bytes(1, tensor_type))
+def _value_info(name: str, element_type: int) -> bytes:
+    """A ValueInfoProto of a tensor whose shape is left to the caller (ONNX Runtime takes any)."""
+    return _bytes(1, name) + _bytes(2, _bytes(1, _int(1, element_type)))
 
 
 def model(
@@ -77,14 +76,17 @@ def model(
     constants: Iterable[bytes],
     inputs: Sequence[str],
     outputs: Sequence[str],
+    index_inputs: Sequence[str] = (),
 ) -> bytes:
-    """A serialized ModelProto of one graph; ``inputs`` and ``outputs`` are float maps (``_float_map``)."""
+    """A serialized ModelProto of one graph; ``inputs`` and ``outputs`` are float32 tensors,
+    ``index_inputs`` int64 ones (slice bounds)."""
     graph = (
         b"".join(_bytes(1, item) for item in nodes)
         + _bytes(2, name)
         + b"".join(_bytes(5, item) for item in constants)
-        + b"".join(_bytes(11, _float_map(item)) for item in inputs)
-        + b"".join(_bytes(12, _float_map(item)) for item in outputs)
+        + b"".join(_bytes(11, _value_info(item, _FLOAT)) for item in inputs)
+        + b"".join(_bytes(11, _value_info(item, _INT64)) for item in index_inputs)
+        + b"".join(_bytes(12, _value_info(item, _FLOAT)) for item in outputs)
     )
     opset = _bytes(1, "") + _int(2, OPSET)
     return _int(1, IR_VERSION) + _bytes(2, "atelier") + _bytes(7, graph) + _bytes(8, opset)

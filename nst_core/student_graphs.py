@@ -4,6 +4,11 @@ The same arithmetic as ``nst_core.vgg``'s student encoder and ``nst_core.decoder
 layer: zero-padded 3x3 convolutions, ReLUs and 2x2 max pools up to relu4_1; then reflection-padded
 convolutions, 2x nearest upsampling and the skip inputs' 1x1 convolutions. ONNX Runtime runs this
 stack 1.6-3x faster than numpy (im2col and BLAS) did on our 2-core CPUs (benchmarks/RESULTS.md).
+
+The encoder also takes the maps' channel statistics over the picture's cells, in the graph: a style
+is needed only as its statistics, and there ONNX Runtime lets each map go once they are taken, where
+handing all nine maps to numpy had held them at once (a whole ``nst stylize`` at alpha 0.5 and
+1024 px peaked at 733 MiB instead of 981, and renders took 4-10 % less time; benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -21,10 +26,29 @@ from nst_core.architecture import (
     STUDENT_LAYERS,
     STUDENT_WIDTH,
     decoder_plan,
+    layer_stride,
     skip_inputs_in,
 )
 
 Tensors = Mapping[str, np.ndarray]
+EPS = 1e-5  # as nst_core.adain.feature_stats
+SPATIAL_AXES = [2, 3]
+
+
+def statistics_of(layer: str) -> tuple[str, str]:
+    """The encoder's outputs for ``layer``'s channel means and stds over the picture, each (1, C, 1, 1)."""
+    return f"{layer}.mean", f"{layer}.std"
+
+
+def range_of(layer: str) -> tuple[str, str]:
+    """The encoder's outputs for ``layer``'s channel minima and maxima over the picture, each (1, C, 1, 1)."""
+    return f"{layer}.low", f"{layer}.high"
+
+
+def cells_of(stride: int) -> tuple[str, str]:
+    """The encoder's inputs that bound the picture's cells in maps of ``stride`` (``layer_stride``):
+    int64 (first row, first column) and (end row, end column)."""
+    return f"cells{stride}.starts", f"cells{stride}.ends"
 
 
 def _weights(tensors: Tensors, prefix: str) -> list[bytes]:
@@ -40,8 +64,10 @@ def _conv(prefix: str, source: str, output: str, padding: int) -> bytes:
     )
 
 
-def encoder_graph(tensors: Tensors, outputs: Sequence[str]) -> bytes:
-    """The student encoder from a BGR picture minus the mean, (1, 3, H, W) "picture", to ``outputs``."""
+def encoder_graph(tensors: Tensors, map_layers: Sequence[str], stat_layers: Sequence[str]) -> bytes:
+    """The student encoder from a BGR picture minus the mean, (1, 3, H, W) "picture", to the maps of
+    ``map_layers``, their ``range_of`` and the ``statistics_of`` ``stat_layers`` (which include them)
+    over the cells that ``cells_of`` each stride bound."""
     nodes, constants, x = [], [], "picture"
     for name in STUDENT_LAYERS:
         constants += _weights(tensors, f"encoder.{name}")
@@ -55,14 +81,49 @@ def encoder_graph(tensors: Tensors, outputs: Sequence[str]) -> bytes:
                 onnx_graph.node("MaxPool", [x], [f"{name}.pool"], kernel_shape=[2, 2], strides=[2, 2])
             )
             x = f"{name}.pool"
-    return onnx_graph.model("student_encoder", nodes, constants, ["picture"], outputs)
+    constants += [
+        onnx_graph.tensor("spatial_axes", np.array(SPATIAL_AXES, dtype=np.int64)),
+        onnx_graph.tensor("eps", np.array(EPS, dtype=np.float32)),
+    ]
+    outputs = list(map_layers)
+    for layer in stat_layers:
+        nodes += _picture_statistics(layer)
+        outputs += statistics_of(layer)
+        if layer in map_layers:
+            low, high = range_of(layer)
+            nodes += [
+                onnx_graph.node("ReduceMin", [f"{layer}.cells"], [low], axes=SPATIAL_AXES),
+                onnx_graph.node("ReduceMax", [f"{layer}.cells"], [high], axes=SPATIAL_AXES),
+            ]
+            outputs += [low, high]
+    strides = sorted({layer_stride(layer) for layer in stat_layers})
+    bounds = [name for stride in strides for name in cells_of(stride)]
+    return onnx_graph.model("student_encoder", nodes, constants, ["picture"], outputs, bounds)
+
+
+def _picture_statistics(layer: str) -> list[bytes]:
+    """Nodes: ``layer``'s cells over the picture ("<layer>.cells"), their channel means and stds (two
+    passes, as ``nst_core.adain.feature_stats``)."""
+    cells, mean, std = f"{layer}.cells", *statistics_of(layer)
+    return [
+        onnx_graph.node("Slice", [layer, *cells_of(layer_stride(layer)), "spatial_axes"], [cells]),
+        onnx_graph.node("ReduceMean", [cells], [mean], axes=SPATIAL_AXES),
+        onnx_graph.node("Sub", [cells, mean], [f"{layer}.centred"]),
+        onnx_graph.node("Mul", [f"{layer}.centred", f"{layer}.centred"], [f"{layer}.squared"]),
+        onnx_graph.node("ReduceMean", [f"{layer}.squared"], [f"{layer}.var"], axes=SPATIAL_AXES),
+        onnx_graph.node("Add", [f"{layer}.var", "eps"], [f"{layer}.var_eps"]),
+        onnx_graph.node("Sqrt", [f"{layer}.var_eps"], [std]),
+    ]
 
 
 def decoder_graph(tensors: Tensors, skip_layers: Sequence[str], conditioned: bool = False) -> bytes:
     """The student decoder from relu4_1 and ``skip_layers`` (AdaIN's targets, raw scale) to "picture";
     ``conditioned``: each convolution's output is also scaled and shifted per channel by the inputs
     "film<i>.scale" and "film<i>.shift" (1, C, 1, 1), i counting the convolutions from 0 (the decoder's
-    conditioning, computed from the style's statistics outside the graph)."""
+    conditioning, computed from the style's statistics outside the graph). Passes of their own: folded
+    into the convolutions' weights, as the torch decoder folds them, they made the weights inputs
+    rather than constants, and ONNX Runtime's blocked-layout convolutions (constant weights only)
+    gave way to slower ones, the decoder 8 % slower at 576² on an AMD EPYC."""
     plan = decoder_plan(STUDENT_WIDTH)
     joins = {index: layer for layer, (index, _) in skip_inputs_in(plan, tuple(skip_layers)).items()}
     net = sorted(
