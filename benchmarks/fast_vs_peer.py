@@ -79,10 +79,12 @@ def held_out_pairs(count: int) -> list[tuple[Path, Path]]:
     return list(zip(held_out_files("content", count), held_out_files("style", count), strict=True))
 
 
-def whole_process(command: list[str]) -> tuple[float, float]:
+def whole_process(command: list[str], cwd: Path | None = None) -> tuple[float, float]:
     """(wall seconds, peak RSS in MiB) of one process. GNU time reports the RSS: a child forked from
     this process (torch loaded) would inherit its high-water mark in ``wait4``'s figure."""
-    timed = subprocess.run(["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True)
+    timed = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True, cwd=cwd
+    )
     if timed.returncode != 0:
         raise RuntimeError(f"{command[0]} failed: {timed.stderr[-500:]}")
     wall, peak_kib = timed.stderr.strip().splitlines()[-1].split()
