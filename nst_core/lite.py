@@ -283,7 +283,7 @@ def _blurred(image: np.ndarray) -> np.ndarray:
 
 
 def _adain_target(
-    features: np.ndarray, confines: Stats, own: Stats, style: Stats, alpha: float
+    features: np.ndarray, confines: tuple[np.ndarray, np.ndarray], own: Stats, style: Stats, alpha: float
 ) -> np.ndarray:
     """As ``nst_core.adain``: ``features`` confined to the range of the picture's cells (``confines``:
     their channel minima and maxima), given the style's statistics in place of the picture's ``own``,

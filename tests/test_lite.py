@@ -44,6 +44,25 @@ def test_lite_paints_what_the_torch_engine_paints(both, content_size, weights, a
     assert difference.max() <= 2 and difference.mean() < 0.1  # float summation order, 8-bit rounding
 
 
+@pytest.mark.parametrize("size", [(45, 67), (7, 5)], ids=["odd", "smaller-than-the-margin"])
+def test_the_encoder_graph_takes_the_statistics_of_the_picture_cells_alone(both, size):
+    """Means, stds, minima and maxima over the cells that see the picture, not the mirrored margin."""
+    lite, stylizer = both
+    image = sample_image("chelsea").resize(size)
+    ours = lite.encode(
+        np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255, lite.layers, lite.stat_layers
+    )
+    with torch.inference_mode():
+        cells = stylizer.encode_with_margin(to_tensor(image), lite.stat_layers)[1]
+    for layer, picture in cells.items():
+        flat = picture[0].flatten(1)
+        expected = {"mean": flat.mean(1), "std": (flat.var(1, unbiased=False) + 1e-5).sqrt()}
+        if layer in lite.layers:
+            expected |= {"low": flat.amin(1), "high": flat.amax(1)}
+        for kind, value in expected.items():
+            np.testing.assert_allclose(ours[f"{layer}.{kind}"].ravel(), value.numpy(), rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize(
     ("options", "device", "serves"),
     [
