@@ -25,6 +25,9 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # Telegram lets bots download at most 20 M
 DEFAULT_MAX_PIXELS = 40_000_000  # a 40 MP photo decodes to 120 MB of RGB; phones shoot 12–50 MP
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 JPEG_QUALITY = 93  # with 4:4:4 chroma: brush strokes and thin coloured lines survive
+# zlib's fastest: painted texture compresses little at any level, and level 6 (Pillow's default) took
+# 260 ms for a 1024×684 result against 44 ms here, for files 10-17 % smaller (AMD EPYC, training beside).
+PNG_COMPRESS_LEVEL = 1
 MIN_SIDE = 16
 MAX_ASPECT = 8.0  # longer side / shorter side: thinner strips leave nothing for VGG's pooled layers
 INSPECT_FULLY_PIXELS = 4_000_000  # inspect_image decodes smaller non-JPEG pictures to catch damage
@@ -198,7 +201,7 @@ def encode_image(image: Image.Image, fmt: str = "JPEG") -> bytes:
     if fmt in ("JPEG", "JPG"):
         image.convert("RGB").save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True, subsampling=0)
     elif fmt == "PNG":
-        image.save(buffer, "PNG", optimize=False, compress_level=6)
+        image.save(buffer, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
     else:
         raise ValueError(f"unsupported output format {fmt!r}; use JPEG or PNG")
     return buffer.getvalue()
