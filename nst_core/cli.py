@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_stylize(args: argparse.Namespace) -> int:
-    from nst_core.images import encode_image, fit_max_side, format_for_path, load_image
+    from nst_core.images import encode_image, format_for_path, load_image
     from nst_core.lite import serves_without_torch
     from nst_core.options import RenderOptions
 
@@ -118,16 +118,13 @@ def run_stylize(args: argparse.Namespace) -> int:
     )  # fmt: skip
     weights = options.weights_for(len(args.styles))  # a usage error shows before seconds of model loading
     output_format = format_for_path(args.output)
-    content = load_image(args.content)  # so do bad files
-    styles = [load_image(path) for path in args.styles]
+    # so do bad files; decoded at the render's size (a JPEG at the smallest DCT scale that covers it)
+    content = load_image(args.content, max_side=options.max_side)
+    styles = [load_image(path, max_side=options.max_side) for path in args.styles]
     started = time.monotonic()
     if serves_without_torch(options, args.device):
         from nst_core.lite import LiteStudent
 
-        content, styles = (
-            fit_max_side(content, args.size),
-            [fit_max_side(style, args.size) for style in styles],
-        )
         image = LiteStudent.load(args.student).stylize(content, styles, weights, options.alpha)
     else:
         image = render_with_torch(args, options, content, styles)

@@ -177,9 +177,11 @@ def decode_image(
     return fit_max_side(rgb, max_side) if max_side is not None else rgb
 
 
-def load_image(path: str | os.PathLike[str], limits: ImageLimits = ImageLimits()) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str], limits: ImageLimits = ImageLimits(), max_side: int | None = None
+) -> Image.Image:
     """``decode_image`` for a file on disk."""
-    return decode_image(read_image_bytes(path, limits), limits)
+    return decode_image(read_image_bytes(path, limits), limits, max_side)
 
 
 def fit_max_side(image: Image.Image, max_side: int) -> Image.Image:

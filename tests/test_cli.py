@@ -124,3 +124,17 @@ def test_bad_output_extension_and_missing_decoder(files, tmp_path, capsys):
     )
     assert code == 1
     assert "decoder weights file not found" in capsys.readouterr().err
+
+
+def test_large_jpegs_are_decoded_at_the_render_size(student_file, tmp_path, monkeypatch):
+    """Inputs are fitted to --size as they are decoded (JPEGs at a reduced DCT scale): the fast path
+    no longer fits them itself."""
+    from testkit.pictures import sample_image
+
+    monkeypatch.setenv("NST_STUDENT_PATH", str(student_file))
+    content, style, out = tmp_path / "photo.jpg", tmp_path / "art.jpg", tmp_path / "out.png"
+    sample_image("astronaut").resize((480, 320)).save(content, quality=95)
+    sample_image("coffee").resize((400, 600)).save(style, quality=95)
+    assert main(["stylize", str(content), str(style), "-o", str(out), "--size", "96", "--model", "fast"]) == 0
+    with Image.open(out) as image:
+        assert image.size == (96, 64)
