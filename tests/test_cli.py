@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from nst_core.cli import main
+from testkit.pictures import sample_image
 
 
 @pytest.fixture()
@@ -129,8 +130,6 @@ def test_bad_output_extension_and_missing_decoder(files, tmp_path, capsys):
 def test_large_jpegs_are_decoded_at_the_render_size(student_file, tmp_path, monkeypatch):
     """Inputs are fitted to --size as they are decoded (JPEGs at a reduced DCT scale): the fast path
     no longer fits them itself."""
-    from testkit.pictures import sample_image
-
     monkeypatch.setenv("NST_STUDENT_PATH", str(student_file))
     content, style, out = tmp_path / "photo.jpg", tmp_path / "art.jpg", tmp_path / "out.png"
     sample_image("astronaut").resize((480, 320)).save(content, quality=95)
