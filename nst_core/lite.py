@@ -36,14 +36,20 @@ from nst_core.architecture import (
     conv_widths,
     decoder_plan,
     encoding_margins,
-    layer_stride,
     picture_slices,
     student_path,
 )
 from nst_core.cpu import usable_cpu_cores
 from nst_core.errors import ModelFileError
 from nst_core.options import RenderOptions
-from nst_core.student_graphs import cells_of, decoder_graph, encoder_graph, range_of, statistics_of
+from nst_core.student_graphs import (
+    cell_strides,
+    cells_of,
+    decoder_graph,
+    encoder_graph,
+    range_of,
+    statistics_of,
+)
 
 Features = dict[str, np.ndarray]  # as nst_core.adain.Features
 Stats = tuple[np.ndarray, np.ndarray]  # a layer's channel means and stds, as nst_core.adain.StyleStats
@@ -82,7 +88,7 @@ class LiteStudent:
         height, width = image.shape[1:]
         bgr = _mirrored(image, BORDER_PAD)[::-1] * 255.0 - np.array(BGR_MEAN, dtype=np.float32)[:, None, None]
         feeds = {"picture": bgr[None]}
-        for stride in {layer_stride(layer) for layer in stat_layers}:
+        for stride in cell_strides(stat_layers):
             rows, columns = picture_slices(BORDER_PAD, height, width, stride)
             starts, ends = cells_of(stride)
             feeds[starts] = np.array([rows.start, columns.start], dtype=np.int64)

@@ -45,6 +45,11 @@ def range_of(layer: str) -> tuple[str, str]:
     return f"{layer}.low", f"{layer}.high"
 
 
+def cell_strides(stat_layers: Sequence[str]) -> list[int]:
+    """The strides whose ``cells_of`` bounds an encoder of ``stat_layers`` takes as inputs."""
+    return sorted({layer_stride(layer) for layer in stat_layers})
+
+
 def cells_of(stride: int) -> tuple[str, str]:
     """The encoder's inputs that bound the picture's cells in maps of ``stride`` (``layer_stride``):
     int64 (first row, first column) and (end row, end column)."""
@@ -96,8 +101,7 @@ def encoder_graph(tensors: Tensors, map_layers: Sequence[str], stat_layers: Sequ
                 onnx_graph.node("ReduceMax", [f"{layer}.cells"], [high], axes=SPATIAL_AXES),
             ]
             outputs += [low, high]
-    strides = sorted({layer_stride(layer) for layer in stat_layers})
-    bounds = [name for stride in strides for name in cells_of(stride)]
+    bounds = [name for stride in cell_strides(stat_layers) for name in cells_of(stride)]
     return onnx_graph.model("student_encoder", nodes, constants, ["picture"], outputs, bounds)
 
 

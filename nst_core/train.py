@@ -398,8 +398,9 @@ def calibrate_condition(decoders: list[Decoder], student, banks, per_bank: int =
         index = torch.randperm(len(bank["pixels"]), generator=torch.Generator().manual_seed(0))[:per_bank]
         features = student(bank["pixels"][index].to(device).float().div(255), layers)
         stats.append({layer: feature_stats(value) for layer, value in features.items()})
+    joined = joined_layer_stats(stats)
     for decoder in decoders:
-        decoder.condition.calibrate(joined_layer_stats(stats))
+        decoder.condition.calibrate(joined)
 
 
 def write_plot(log_path: Path, out_path: Path) -> None:
