@@ -136,8 +136,13 @@ def padded_for_encoding(image: torch.Tensor, border: int) -> torch.Tensor:
 
 def without_margin(decoded: torch.Tensor, border: int, picture: torch.Tensor) -> torch.Tensor:
     """A decoding of ``padded_for_encoding(picture, border)`` with the margin cut off: ``picture``'s size."""
+    return decoded[..., *picture_window(border, picture)]
+
+
+def picture_window(border: int, picture: torch.Tensor) -> tuple[slice, slice]:
+    """The rows and columns of ``padded_for_encoding(picture, border)`` that are the picture's own."""
     height, width = picture.shape[-2:]
-    return decoded[..., border : border + height, border : border + width]
+    return slice(border, border + height), slice(border, border + width)
 
 
 def _smooth_part(image: torch.Tensor, band: int) -> torch.Tensor:
@@ -254,11 +259,17 @@ class Stylizer:
             layer: features[layer].float() if layer in self.layers else features[layer] for layer in layers
         }
 
-    def decode(self, features: Features, condition: LayerStats | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        features: Features,
+        condition: LayerStats | None = None,
+        picture: tuple[slice, slice] | None = None,
+    ) -> torch.Tensor:
         """The pictures of ``features`` (the decoder's ``layers``); ``condition``: the statistics at
-        ``stat_layers`` they are to have, for a conditioned decoder (``condition_stats``)."""
+        ``stat_layers`` they are to have, for a conditioned decoder (``condition_stats``); ``picture``:
+        the rows and columns wanted, where not all (only they are decoded)."""
         with self._precision():
-            return self.decoder(features, condition).float()
+            return self.decoder(features, condition, picture).float()
 
     def encode_with_margin(
         self, images: torch.Tensor, layers: Sequence[str] | None = None
@@ -383,7 +394,7 @@ class Stylizer:
                 conditions.append(self.condition_stats(mixed, options.alpha, content_stats))
             batch = {layer: torch.cat([target[layer] for target in targets]) for layer in self.layers}
             condition = None if conditions[0] is None else joined_layer_stats(conditions)
-            outputs = without_margin(self.decode(batch, condition), self.border_pad, contents)
+            outputs = self.decode(batch, condition, picture_window(self.border_pad, contents))
             outputs = outputs.clamp(0, 1).cpu()
         return [
             color_output(outputs[index : index + 1].contiguous(), content, options.preserve_color)

@@ -92,6 +92,56 @@ def decoder_plan(width: int) -> list[tuple[int, int, bool] | None]:
     ]  # fmt: skip
 
 
+Window = tuple[tuple[int, int], ...]  # rows and columns of a map, each (start, stop)
+
+
+def decoder_windows(
+    plan: list[tuple[int, int, bool] | None], size: tuple[int, int], picture: tuple[slice, slice] | None
+) -> list[Window]:
+    """For each step of a decoder's ``plan``, the part of its output that the ``picture`` rows and
+    columns of the decoding (default: all of it) depend on, given relu4_1 maps of ``size``. Found
+    walking back from the output: a 3x3 convolution reads one more row and column each side, up to
+    its map's edges (where its reflection padding takes over), an upsampling half as many. Computing
+    only these, the decoder paints the picture exactly as it would paint the whole canvas, without
+    painting the mirrored margin that is cut off afterwards."""
+    size = tuple(n * 2 ** plan.count(None) for n in size)
+    if picture is None:
+        window = whole(size)
+    else:
+        window = tuple(part.indices(n)[:2] for part, n in zip(picture, size, strict=True))
+    windows = []
+    for step in reversed(plan):
+        windows.append(window)
+        if step is None:
+            window, size = upsampling_reach(window), tuple(n // 2 for n in size)
+        else:
+            window = conv_reach(window, size)
+    return windows[::-1]
+
+
+def whole(size: tuple[int, ...]) -> Window:
+    return tuple((0, n) for n in size)
+
+
+def conv_reach(window: Window, size: tuple[int, ...]) -> Window:
+    """What a reflection-padded 3x3 convolution reads of a map of ``size`` to produce ``window``."""
+    return tuple((max(lo - 1, 0), min(hi + 1, n)) for (lo, hi), n in zip(window, size, strict=True))
+
+
+def edge_padding(window: Window, size: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom): where ``window`` reaches the edges of a map of ``size``, the one row or
+    column of reflection a 3x3 convolution producing it needs there."""
+    (top, bottom), (left, right) = (
+        (int(lo == 0), int(hi == n)) for (lo, hi), n in zip(window, size, strict=True)
+    )
+    return left, right, top, bottom
+
+
+def upsampling_reach(window: Window) -> Window:
+    """What a 2x nearest upsampling reads to produce ``window`` (and a row or column more, if odd)."""
+    return tuple((lo // 2, -(-hi // 2)) for lo, hi in window)
+
+
 def conv_widths(plan: list[tuple[int, int, bool] | None]) -> list[int]:
     """Each convolution's output channels, in ``plan``'s order (what the conditioning scales and shifts)."""
     return [step[1] for step in plan if step is not None]

@@ -20,9 +20,15 @@ from nst_core.architecture import (
     FILM_GAIN,
     FILM_SCALE_RANGE,
     LAYER_SCALE,
+    Window,
+    conv_reach,
     conv_widths,
     decoder_plan,
+    decoder_windows,
+    edge_padding,
     skip_inputs_in,
+    upsampling_reach,
+    whole,
 )
 from nst_core.errors import ModelFileError
 
@@ -132,6 +138,7 @@ class Decoder(nn.Module):
             else:
                 layers += _conv(*step)
         self.width = width
+        self.plan = plan
         self.net = nn.Sequential(*layers)
         self.skips = nn.ModuleDict()
         for layer, (_, width_there) in joins.items():  # as wide as the decoder there: VGG's proportions
@@ -147,24 +154,51 @@ class Decoder(nn.Module):
         return () if self.condition is None else self.condition.layers
 
     def forward(
-        self, features: torch.Tensor | Mapping[str, torch.Tensor], style: Mapping[str, Stats] | None = None
+        self,
+        features: torch.Tensor | Mapping[str, torch.Tensor],
+        style: Mapping[str, Stats] | None = None,
+        picture: tuple[slice, slice] | None = None,
     ) -> torch.Tensor:
-        """``features``: relu4_1, or a mapping of relu4_1 and every one of ``skip_layers``; ``style``: the
-        statistics at ``condition_layers`` the picture is to have (a conditioned decoder only)."""
+        """``features``: relu4_1, or a mapping of it and of every one of ``skip_layers``; ``style``: the
+        statistics at ``condition_layers`` the picture is to have (a conditioned decoder only);
+        ``picture``: the rows and columns of the output wanted (default: all of it). Only what they
+        depend on is computed, exactly as the whole would have it: a mirrored margin that is cut off
+        afterwards costs its encoding, not its decoding too."""
         if not isinstance(features, Mapping):
-            return self.net(features / FEATURE_SCALE)
+            features = {ENCODER_LAYER: features}
         if (self.condition is None) != (style is None):
             raise ValueError("a conditioned decoder needs the style's statistics, and only it takes them")
         films = iter(self.condition(style)) if self.condition is not None else None
         x = features[ENCODER_LAYER] / FEATURE_SCALE
+        size = tuple(x.shape[-2:])
+        windows = iter(decoder_windows(self.plan, size, picture))
+        held = whole(size)  # the rows and columns of the current map that x holds
         for index, module in enumerate(self.net):
-            if films is not None and isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.ReflectionPad2d):  # with the convolution after it: its window
+                wanted = next(windows)
+                x = F.pad(
+                    _cropped(x, held, conv_reach(wanted, size)), edge_padding(wanted, size), mode="reflect"
+                )
+                held = wanted
+            elif isinstance(module, nn.Upsample):
+                below = upsampling_reach(next(windows))
+                x, held = module(_cropped(x, held, below)), tuple((2 * lo, 2 * hi) for lo, hi in below)
+                size = tuple(2 * n for n in size)
+            elif films is not None and isinstance(module, nn.Conv2d):
                 x = _conditioned_conv(module, x, *next(films))
             else:
                 x = module(x)
             if layer := self._added_after.get(index):
-                x = x + self.skips[layer](features[layer] / LAYER_SCALE[layer])
+                skip = _cropped(features[layer], whole(size), held)
+                x = x + self.skips[layer](skip / LAYER_SCALE[layer])
         return x
+
+
+def _cropped(x: torch.Tensor, held: Window, wanted: Window) -> torch.Tensor:
+    """The ``wanted`` rows and columns of a map of which ``x`` holds ``held``."""
+    (rows_held, _), (columns_held, _) = held
+    (top, bottom), (left, right) = wanted
+    return x[..., top - rows_held : bottom - rows_held, left - columns_held : right - columns_held]
 
 
 def _conditioned_conv(

@@ -14,11 +14,11 @@ def conv_gflop(stylizer: Stylizer, content: torch.Tensor, style: torch.Tensor) -
     """(GFLOP of a render with the style cached, GFLOP of encoding the style), over the convolutions
     (2·Cin·Cout·k²·Hout·Wout each, the border margin included)."""
     stylizer._cache.clear()
-    style_flops = _convolution_flops(lambda: stylizer.style_stats(style))
-    return _convolution_flops(lambda: stylizer.stylize(content, [style])) / 1e9, style_flops / 1e9
+    style_flops = convolution_flops(lambda: stylizer.style_stats(style))
+    return convolution_flops(lambda: stylizer.stylize(content, [style])) / 1e9, style_flops / 1e9
 
 
-def _convolution_flops(run: Callable[[], object]) -> float:
+def convolution_flops(run: Callable[[], object]) -> float:
     """Every convolution ``run`` calls, counted at the operator: a conditioned decoder calls its layers'
     convolutions with per-picture weights (``nst_core.decoder``), which module hooks never saw."""
     counter = FlopCounterMode(display=False)

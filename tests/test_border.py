@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_core.adain import confined_layers, confined_to_picture, padded_for_encoding
+from nst_core.adain import confined_layers, confined_to_picture, feature_stats, padded_for_encoding
 from nst_core.architecture import BORDER_PAD, DOWNSAMPLING, layer_stride, picture_slices
 from nst_core.evaluate import BAND, INSIDE, INTERIOR, border_step, frame_offset
 from nst_core.evaluate import main as eval_main
+from nst_core.flops import convolution_flops
 from nst_core.tensors import to_pil
 
 
@@ -106,6 +107,34 @@ def test_the_output_keeps_the_content_size_with_or_without_the_margin(stylizer, 
     finally:
         stylizer.border_pad = BORDER_PAD
     assert output.shape == (1, 3, *size)
+
+
+@pytest.mark.parametrize("model", ["full", "fast"])
+@pytest.mark.parametrize("size", [(48, 64), (37, 51), (9, 13)])
+def test_only_the_picture_is_decoded_and_exactly_as_the_whole_canvas_would_have_it(
+    stylizer, fast_stylizer, model, size
+):
+    """The decoder paints only what the picture's pixels depend on (down to relu4_1, a 3x3 convolution
+    reads one cell more each side) and the mirrored margin's own pixels not at all; where the margin is
+    narrower than that reach (a tiny picture), its reflection at the canvas edge is kept."""
+    chosen = stylizer if model == "full" else fast_stylizer
+    canvas = padded_for_encoding(torch.rand(2, 3, *size), BORDER_PAD)
+    window = (slice(BORDER_PAD, BORDER_PAD + size[0]), slice(BORDER_PAD, BORDER_PAD + size[1]))
+    with torch.inference_mode():
+        maps = chosen.encode(canvas, chosen.stat_layers)
+        condition = {layer: feature_stats(maps[layer]) for layer in chosen.decoder.condition_layers} or None
+        features = {layer: maps[layer] for layer in chosen.layers}
+        parts = {"picture": window, "canvas": None}
+        outputs = {}
+        flops = {
+            name: convolution_flops(
+                lambda name=name: outputs.setdefault(name, chosen.decoder(features, condition, parts[name]))
+            )
+            for name in parts
+        }
+    assert outputs["picture"].shape == (2, 3, *size)
+    torch.testing.assert_close(outputs["picture"], outputs["canvas"][..., *window], rtol=1e-6, atol=1e-5)
+    assert flops["picture"] < 0.9 * flops["canvas"]
 
 
 @pytest.mark.parametrize("size", [(64, 80), (37, 51)])
