@@ -10,7 +10,7 @@ For ``--pairs`` held-out photo × artwork pairs (the validation split of ``../sh
 - whole process: wall time and peak RSS of each CLI call (process start, imports, model loading;
   GNU time);
 - warm, in one process: per-image latency with the style's statistics cached and uncached, and at
-  512×512 (scikit-image's astronaut);
+  512×512 (scikit-image's astronaut), the median of ``--repeats`` rounds that time the tools in turn;
 - quality, by one evaluator for all three: the full VGG-19's content distance (relu4_1 against the
   AdaIN target) and style distance (channel means and stds at relu1_1…relu4_1), as in training.
 """
@@ -124,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of warm timings")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "fast_vs_peer")
     args = parser.parse_args()
     use_all_cpu_cores()
@@ -144,16 +144,24 @@ def main() -> None:
             output = args.out / f"{tool}_{index}.png"
             process[tool].append(whole_process(cli_command(tool, content, style, output, args.size)))
 
-    warm: dict[str, dict[str, float]] = {}
+    rounds: dict[str, list[dict[str, float]]] = {}
     peer_runs = {"pairs": [(str(c), str(s)) for c, s in pairs], "square": [(str(square), str(pairs[0][1]))]}
-    for label, chosen in peer_runs.items():
-        result = subprocess.run([str(python), "-c", PEER_WARM, json.dumps(chosen), str(args.size),
-                                 str(args.repeats)], check=True, capture_output=True, text=True)  # fmt: skip
-        warm[f"peer/{label}"] = json.loads(result.stdout)
     engine = Engine.load(EngineSpec(device="cpu"))
-    for model in MODELS:
-        for label, chosen in (("pairs", pairs), ("square", [(square, pairs[0][1])])):
-            warm[f"{model}/{label}"] = our_warm_latency(engine, model, chosen, args.size, args.repeats)
+    # Rounds, each tool in turn: this host's speed drifts by tens of per cent within minutes, and
+    # blocks of one tool after another had it drift between the peer's block and ours.
+    for _ in range(args.repeats):
+        for label, chosen in peer_runs.items():
+            result = subprocess.run([str(python), "-c", PEER_WARM, json.dumps(chosen), str(args.size), "1"],
+                                    check=True, capture_output=True, text=True)  # fmt: skip
+            rounds.setdefault(f"peer/{label}", []).append(json.loads(result.stdout))
+        for model in MODELS:
+            for label, chosen in (("pairs", pairs), ("square", [(square, pairs[0][1])])):
+                latency = our_warm_latency(engine, model, chosen, args.size, 1)
+                rounds.setdefault(f"{model}/{label}", []).append(latency)
+    warm = {
+        key: {kind: statistics.median(times[kind] for times in runs) for kind in ("uncached", "cached")}
+        for key, runs in rounds.items()
+    }
 
     judge = get_encoder()
     quality = {tool: [] for tool in tools}
