@@ -40,9 +40,9 @@ def test_student_shapes_and_a_sixteenth_of_the_compute(stylizer, fast_stylizer):
     content, style = torch.rand(1, 3, 256, 256), torch.rand(1, 3, 64, 64)
     fast, _ = conv_gflop(fast_stylizer, content, style)
     full, _ = conv_gflop(stylizer, content, style)
-    # GFLOP at 256² plus the 32-px border margin (20.8 at 512²); the decoder's conditioned convolutions
-    # count too (module hooks had missed them: 3.3)
-    assert 5.5 < fast < 7
+    # GFLOP at 256² in the 32-px border margin (19.3 at 512²); the decoder's conditioned convolutions
+    # count too (module hooks had missed them: ~3)
+    assert 5 < fast < 7
     assert full / fast > 14, (full, fast)
 
 
